@@ -1,0 +1,1 @@
+"""Redis schema, atomic writes and the in-memory replica the check path reads from."""

@@ -1,0 +1,1 @@
+"""The claims-settlement gatekeeper: gRPC servers, check logic, policy engine and CLI."""
