@@ -1,0 +1,163 @@
+"""JSON forms of ledgers and projections as stored in Redis. Dates are ISO strings.
+
+Projections are what the check path reads (cache/replica.py decodes them once per change);
+ledgers are the facts the policy engine derives projections from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import date
+from typing import Any, TypeVar
+
+from service.domain import (
+    AuditEntry,
+    Derivation,
+    ExternalSanction,
+    Ledger,
+    Period,
+    PointsDecision,
+    Registration,
+    RegistrationSpan,
+    Repair,
+    Status,
+)
+
+T = TypeVar("T")
+
+
+def _day(value: str | None) -> date | None:
+    return None if value is None else date.fromisoformat(value)
+
+
+def _iso(value: date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+# --- projection ----------------------------------------------------------------------------
+
+
+def encode_projection(derivation: Derivation) -> str:
+    return dumps(
+        {
+            "t": [[int(p.status), p.since.isoformat(), _iso(p.until), p.cause] for p in derivation.timeline],
+            "r": [[s.institution_code, s.since.isoformat(), _iso(s.until)] for s in derivation.registrations],
+            "y": {str(year): total for year, total in sorted(derivation.year_totals.items())},
+            "b": _iso(derivation.reregistration_allowed_from),
+        }
+    )
+
+
+def decode_projection(raw: str | bytes) -> Derivation:
+    data = json.loads(raw)
+    return Derivation(
+        timeline=tuple(Period(Status(s), date.fromisoformat(a), _day(b), c) for s, a, b, c in data["t"]),
+        registrations=tuple(RegistrationSpan(i, date.fromisoformat(a), _day(b)) for i, a, b in data["r"]),
+        year_totals={int(k): v for k, v in data.get("y", {}).items()},
+        reregistration_allowed_from=_day(data.get("b")),
+    )
+
+
+# --- ledger --------------------------------------------------------------------------------
+
+
+def _registration(r: Registration) -> dict[str, Any]:
+    return {"i": r.institution_code, "c": r.category, "on": r.registered_on.isoformat(), "end": _iso(r.ended_on)}
+
+
+def _points(p: PointsDecision) -> dict[str, Any]:
+    return {
+        "no": p.decision_no,
+        "i": p.institution_code,
+        "pts": p.points,
+        "resp": p.responsibility,
+        "viol": p.violation,
+        "dec": p.decided_on.isoformat(),
+        "eff": p.effective_on.isoformat(),
+        "wd": _iso(p.withdrawn_on),
+        "wdr": p.withdrawal_reason,
+    }
+
+
+def _repair(r: Repair) -> dict[str, Any]:
+    return {
+        "no": r.repair_no,
+        "on": r.approved_on.isoformat(),
+        "red": r.reduce_points,
+        "sh": r.shorten_days,
+        "basis": r.basis,
+    }
+
+
+def _sanction(s: ExternalSanction) -> dict[str, Any]:
+    return {
+        "no": s.source_decision_no,
+        "st": int(s.status),
+        "start": s.start.isoformat(),
+        "end": _iso(s.end),
+        "reg": s.origin_region,
+    }
+
+
+def _audit(a: AuditEntry) -> dict[str, Any]:
+    return {"at": a.at, "who": a.actor, "m": a.method, "doc": a.document, "v": a.data_version}
+
+
+def encode_ledger(ledger: Ledger) -> str:
+    return dumps(
+        {
+            "code": ledger.practitioner_code,
+            "reg": [_registration(r) for r in ledger.registrations],
+            "pts": [_points(p) for p in ledger.points],
+            "rep": [_repair(r) for r in ledger.repairs],
+            "ext": [_sanction(s) for s in ledger.sanctions],
+            "audit": [_audit(a) for a in ledger.audit],
+        }
+    )
+
+
+def _each(items: list[dict[str, Any]], build: Callable[[dict[str, Any]], T]) -> tuple[T, ...]:
+    return tuple(build(item) for item in items)
+
+
+def decode_ledger(raw: str | bytes) -> Ledger:
+    data = json.loads(raw)
+    code: str = data["code"]
+    return Ledger(
+        practitioner_code=code,
+        registrations=_each(
+            data["reg"],
+            lambda r: Registration(code, r["i"], r["c"], date.fromisoformat(r["on"]), _day(r["end"])),
+        ),
+        points=_each(
+            data["pts"],
+            lambda p: PointsDecision(
+                p["no"],
+                code,
+                p["i"],
+                p["pts"],
+                p["resp"],
+                p["viol"],
+                date.fromisoformat(p["dec"]),
+                date.fromisoformat(p["eff"]),
+                _day(p["wd"]),
+                p["wdr"],
+            ),
+        ),
+        repairs=_each(
+            data["rep"],
+            lambda r: Repair(r["no"], code, date.fromisoformat(r["on"]), r["red"], r["sh"], r["basis"]),
+        ),
+        sanctions=_each(
+            data["ext"],
+            lambda s: ExternalSanction(
+                s["no"], code, Status(s["st"]), date.fromisoformat(s["start"]), _day(s["end"]), s["reg"]
+            ),
+        ),
+        audit=_each(data["audit"], lambda a: AuditEntry(a["at"], a["who"], a["m"], a["doc"], a["v"])),
+    )

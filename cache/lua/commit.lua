@@ -1,0 +1,31 @@
+-- One admin write, atomically: check the version the caller read, bump it, store ledgers,
+-- projections and idempotency documents, and append the change event.
+-- KEYS: version, people, ledgers, docs, changes
+-- ARGV: expected_version, stream_maxlen, n_people, (code, ledger, projection) * n_people,
+--       n_docs, (doc_key, doc_value) * n_docs
+-- Returns {1, new_version} or {0, current_version} when another write came first.
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current ~= tonumber(ARGV[1]) then
+  return {0, current}
+end
+local version = current + 1
+redis.call('SET', KEYS[1], version)
+local event = {'v', tostring(version), 'kind', 'person'}
+local n = tonumber(ARGV[3])
+local i = 4
+for _ = 1, n do
+  local code, ledger, projection = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  redis.call('HSET', KEYS[3], code, ledger)
+  redis.call('HSET', KEYS[2], code, projection)
+  table.insert(event, code)
+  table.insert(event, projection)
+  i = i + 3
+end
+local n_docs = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, n_docs do
+  redis.call('HSET', KEYS[4], ARGV[i], tostring(version) .. ':' .. ARGV[i + 1])
+  i = i + 2
+end
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[2], '*', unpack(event))
+return {1, version}

@@ -1,0 +1,135 @@
+"""The in-memory replica every server process answers checks from.
+
+A follower thread loads a snapshot, then applies the change feed version by version. The
+check path only reads ``Replica.state`` (one attribute: an immutable version + persistent map),
+so a check never waits on Redis and never sees half a change. When Redis is slow or gone the
+state simply grows older; ``age_seconds`` says by how much and policy decides what that means.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import immutables
+
+from cache.codec import decode_projection
+from cache.store import Snapshot, StreamEntry
+from service.projection import PersonView
+
+log = logging.getLogger("gatekeeper.replica")
+
+
+class ChangeFeed(Protocol):
+    """Where a replica's data comes from (cache.store.Store, or a fake in unit tests)."""
+
+    def snapshot(self) -> Snapshot: ...
+
+    def changes(self, after: bytes, block_ms: int) -> list[StreamEntry]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaState:
+    version: int
+    people: immutables.Map[str, PersonView]
+    policy_id: str = ""
+
+
+EMPTY = ReplicaState(0, immutables.Map())
+
+
+def person_view(code: str, projection: bytes | str) -> PersonView:
+    return PersonView.of(code, decode_projection(projection))
+
+
+class Replica:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.state = EMPTY
+        self.ready = threading.Event()  # set once the first snapshot is in
+        self.last_id = b"0-0"
+        self._clock = clock
+        self._synced_at = float("-inf")
+        self._applied = threading.Condition()
+
+    def age_seconds(self) -> float:
+        """Seconds since the replica last confirmed it is up to date with Redis."""
+        return self._clock() - self._synced_at
+
+    def mark_synced(self) -> None:
+        self._synced_at = self._clock()
+
+    def load(self, snapshot: Snapshot) -> None:
+        people = immutables.Map({code.decode(): person_view(code.decode(), p) for code, p in snapshot.people.items()})
+        self._publish(ReplicaState(snapshot.version, people, snapshot.policy_id), snapshot.last_id)
+        self.mark_synced()
+        self.ready.set()
+
+    def apply(self, entries: list[StreamEntry]) -> bool:
+        """Apply change events in order; False when there is a gap and a snapshot is needed."""
+        for entry_id, fields in entries:
+            version = int(fields[b"v"])
+            state = self.state
+            if version <= state.version:
+                self.last_id = entry_id  # already in the snapshot
+                continue
+            if version != state.version + 1 or fields.get(b"kind") != b"person":
+                return False
+            with state.people.mutate() as people:
+                for key, value in fields.items():
+                    if key not in (b"v", b"kind"):
+                        code = key.decode()
+                        people[code] = person_view(code, value)
+                updated = people.finish()
+            self._publish(ReplicaState(version, updated, state.policy_id), entry_id)
+        return True
+
+    def wait_for(self, version: int, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds until the replica holds ``version``."""
+        with self._applied:
+            return self._applied.wait_for(lambda: self.state.version >= version, timeout=timeout)
+
+    def _publish(self, state: ReplicaState, last_id: bytes) -> None:
+        with self._applied:
+            self.state = state
+            self.last_id = last_id
+            self._applied.notify_all()
+
+
+class Follower:
+    """Keeps a replica current from a change feed, reconnecting forever with backoff."""
+
+    def __init__(self, replica: Replica, feed: ChangeFeed, *, block_ms: int = 1000) -> None:
+        self.replica = replica
+        self.feed = feed
+        self.block_ms = block_ms
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="replica-follower", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        backoff = 0.1
+        need_snapshot = True
+        while not self._stop.is_set():
+            try:
+                if need_snapshot:
+                    self.replica.load(self.feed.snapshot())
+                    log.info("replica loaded snapshot", extra={"data_version": self.replica.state.version})
+                entries = self.feed.changes(self.replica.last_id, self.block_ms)
+                need_snapshot = not self.replica.apply(entries)
+                self.replica.mark_synced()
+                backoff = 0.1
+            except Exception as exc:  # any failure: keep serving the old state, retry
+                log.warning("replica sync failed; retrying in %.1fs: %s", backoff, exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                need_snapshot = need_snapshot or not self.replica.ready.is_set()

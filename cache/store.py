@@ -1,0 +1,133 @@
+"""Redis I/O for the status cache: snapshots, the change feed, atomic commits and load swaps.
+
+Nothing here knows the policy: callers hand in already-encoded ledgers and projections
+(cache/codec.py). Every mutation is one Lua script, so no reader ever sees half of one.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis
+
+from cache.schema import STREAM_MAXLEN, Keys
+
+# Change feed entries as redis-py returns them with decode_responses=False.
+StreamEntry = tuple[bytes, dict[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    version: int
+    people: dict[bytes, bytes]  # code -> projection JSON
+    last_id: bytes  # change feed position the snapshot is consistent with
+    policy_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PersonWrite:
+    code: str
+    ledger: str
+    projection: str
+
+
+def _script(name: str) -> str:
+    return importlib.resources.files("cache").joinpath(f"lua/{name}").read_text(encoding="utf-8")
+
+
+def connect(url: str, *, timeout: float = 2.0) -> redis.Redis:
+    """A client with bounded timeouts: a slow Redis must never hang a caller for long."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=10,
+        decode_responses=False,
+    )
+
+
+class Store:
+    """The gatekeeper's data in one Redis (or one primary, with Sentinel in front)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
+        self.client = client
+        self.keys = keys or Keys()
+        self._commit = client.register_script(_script("commit.lua"))
+        self._swap = client.register_script(_script("swap.lua"))
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(self.keys.version)
+        pipe.hgetall(self.keys.people)
+        pipe.xrevrange(self.keys.changes, count=1)
+        pipe.hget(self.keys.meta, "policy_id")
+        version, people, last, policy_id = pipe.execute()
+        return Snapshot(
+            version=int(version or 0),
+            people=people,
+            last_id=last[0][0] if last else b"0-0",
+            policy_id=(policy_id or b"").decode(),
+        )
+
+    def changes(self, after: bytes, block_ms: int, count: int = 1000) -> list[StreamEntry]:
+        reply: Any = self.client.xread({self.keys.changes: after}, count=count, block=block_ms)
+        if not reply:
+            return []
+        return cast(list[StreamEntry], reply[0][1])  # RESP2: [[stream, entries]]
+
+    def version(self) -> int:
+        return int(cast(bytes | None, self.client.get(self.keys.version)) or 0)
+
+    def read_person(self, code: str) -> tuple[int, bytes | None]:
+        """The current version and the person's ledger, read together."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(self.keys.version)
+        pipe.hget(self.keys.ledgers, code)
+        version, ledger = pipe.execute()
+        return int(version or 0), ledger
+
+    def read_people(self, codes: Sequence[str]) -> tuple[int, list[bytes | None]]:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(self.keys.version)
+        pipe.hmget(self.keys.ledgers, list(codes))
+        version, ledgers = pipe.execute()
+        return int(version or 0), list(ledgers)
+
+    def read_doc(self, key: str) -> tuple[int, bytes] | None:
+        """An idempotency document: the version it was written at and its JSON body."""
+        raw = cast(bytes | None, self.client.hget(self.keys.docs, key))
+        if raw is None:
+            return None
+        version, _, body = raw.partition(b":")
+        return int(version), body
+
+    # --- writes ------------------------------------------------------------------------------
+
+    def commit(self, expected_version: int, people: Iterable[PersonWrite], docs: Mapping[str, str]) -> int | None:
+        """Write everything at ``expected_version + 1``; None when another write came first."""
+        args: list[Any] = [expected_version, STREAM_MAXLEN]
+        people = list(people)
+        args.append(len(people))
+        for person in people:
+            args += [person.code, person.ledger, person.projection]
+        args.append(len(docs))
+        for key, value in docs.items():
+            args += [key, value]
+        ok, version = self._commit(keys=self.keys.commit_keys, args=args)
+        return int(version) if ok == 1 else None
+
+    def swap(self, ledgers: Mapping[str, str], projections: Mapping[str, str], policy_id: str, loaded_at: str) -> int:
+        """Replace the whole dataset in one step; returns the new version."""
+        staging_people = self.keys.staging(self.keys.people)
+        staging_ledgers = self.keys.staging(self.keys.ledgers)
+        self.client.delete(staging_people, staging_ledgers)
+        for target, data in ((staging_people, projections), (staging_ledgers, ledgers)):
+            items = list(data.items())
+            for start in range(0, len(items), 5000):  # bounded command size
+                self.client.hset(target, mapping=dict(items[start : start + 5000]))
+        return int(self._swap(keys=self.keys.swap_keys, args=[STREAM_MAXLEN, policy_id, loaded_at]))

@@ -1,0 +1,155 @@
+"""Request validation: every bad field named by path, nothing decided when anything is bad.
+
+Pure functions from protobuf requests to domain values or a list of violations.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+
+from google.type.date_pb2 import Date
+
+from gatekeeper.v1 import eligibility_pb2
+from service.decision import Line
+from service.domain import CareType
+from service.profile import Profile
+
+MAX_ID_LENGTH = 64
+_ID = re.compile(r"[\x21-\x7e]{1,64}")  # printable ASCII, no spaces: echoed into logs and audits
+_MED_TYPE = re.compile(r"[0-9A-Za-z]{1,8}")
+_CARE_TYPES = frozenset(int(c) for c in CareType)
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    field: str
+    description: str
+
+
+@dataclass(slots=True)
+class Violations:
+    """Collects every problem of a request before anything is answered."""
+
+    items: list[Violation] = field(default_factory=list)
+
+    def add(self, path: str, description: str) -> None:
+        self.items.append(Violation(path, description))
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class Codes:
+    """Compiled code shapes of the active profile."""
+
+    practitioner: re.Pattern[str]
+    institution: re.Pattern[str]
+
+    @classmethod
+    def of(cls, profile: Profile) -> Codes:
+        return cls(re.compile(profile.codes.practitioner_pattern), re.compile(profile.codes.institution_pattern))
+
+
+def check_required_id(value: str, path: str, out: Violations) -> None:
+    if not value:
+        out.add(path, "is required")
+    elif not _ID.fullmatch(value):
+        out.add(path, f"must be 1-{MAX_ID_LENGTH} printable ASCII characters without spaces")
+
+
+def check_code(value: str, pattern: re.Pattern[str], path: str, out: Violations, *, required: bool = True) -> None:
+    if not value:
+        if required:
+            out.add(path, "is required")
+    elif not pattern.fullmatch(value):
+        out.add(path, f"{value[:40]!r} does not have the shape {pattern.pattern}")
+
+
+def to_date(value: Date, path: str, out: Violations) -> date | None:
+    """A complete civil date, or a violation (google.type.Date allows partial dates; we do not)."""
+    try:
+        return date(value.year, value.month, value.day)
+    except ValueError:
+        out.add(path, f"{value.year:04d}-{value.month:02d}-{value.day:02d} is not a valid calendar date")
+        return None
+
+
+def required_date(message: object, name: str, path: str, out: Violations) -> date | None:
+    if not message.HasField(name):  # type: ignore[attr-defined]
+        out.add(path, "is required")
+        return None
+    return to_date(getattr(message, name), path, out)
+
+
+def check_claim(request: eligibility_pb2.CheckClaimRequest, codes: Codes, max_lines: int) -> list[Line] | Violations:
+    out = Violations()
+    check_required_id(request.claim_id, "claim_id", out)
+    check_code(request.institution_code, codes.institution, "institution_code", out)
+    count = len(request.lines)
+    if count == 0:
+        out.add("lines", "at least one line is required")
+    elif count > max_lines:
+        out.add("lines", f"{count} lines exceed the maximum of {max_lines} per request")
+        return out  # don't walk an oversized request line by line
+    lines = [_line(i, line, codes, out) for i, line in enumerate(request.lines)]
+    _check_unique((line.line_id for line in request.lines), out)
+    if out:
+        return out
+    return [line for line in lines if line is not None]
+
+
+def _line(i: int, line: eligibility_pb2.ClaimLine, codes: Codes, out: Violations) -> Line | None:
+    path = f"lines[{i}]"
+    before = len(out.items)
+    check_required_id(line.line_id, f"{path}.line_id", out)
+    check_code(line.practitioner_code, codes.practitioner, f"{path}.practitioner_code", out)
+    check_code(line.dispenser_code, codes.practitioner, f"{path}.dispenser_code", out, required=False)
+    day = required_date(line, "service_date", f"{path}.service_date", out)
+    if line.care_type not in _CARE_TYPES:
+        out.add(f"{path}.care_type", f"unknown CareType value {line.care_type}")
+    if line.med_type and not _MED_TYPE.fullmatch(line.med_type):
+        out.add(f"{path}.med_type", "must be 1-8 letters or digits")
+    if len(out.items) != before or day is None:
+        return None
+    return Line(
+        line_id=line.line_id,
+        practitioner_code=line.practitioner_code,
+        service_date=day,
+        dispenser_code=line.dispenser_code,
+        care_type=CareType(line.care_type),
+        med_type=line.med_type,
+    )
+
+
+def _check_unique(line_ids: Iterable[str], out: Violations) -> None:
+    first_seen: dict[str, int] = {}
+    for i, line_id in enumerate(line_ids):
+        if not line_id:
+            continue
+        if line_id in first_seen:
+            out.add(f"lines[{i}].line_id", f"duplicates lines[{first_seen[line_id]}].line_id {line_id!r}")
+        else:
+            first_seen[line_id] = i
+
+
+@dataclass(frozen=True, slots=True)
+class StatusQuery:
+    practitioner_code: str
+    day: date | None  # None: today in China time, resolved at the edge
+    institution_code: str
+
+
+def status_query(
+    request: eligibility_pb2.GetPractitionerStatusRequest, codes: Codes
+) -> StatusQuery | Violations:
+    out = Violations()
+    check_code(request.practitioner_code, codes.practitioner, "practitioner_code", out)
+    check_code(request.institution_code, codes.institution, "institution_code", out, required=False)
+    day = to_date(request.date, "date", out) if request.HasField("date") else None
+    if out:
+        return out
+    return StatusQuery(request.practitioner_code, day, request.institution_code)
