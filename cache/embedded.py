@@ -27,7 +27,7 @@ def free_port() -> int:
 
 class EmbeddedRedis:
     def __init__(self, data_dir: pathlib.Path, port: int | None = None, *, appendonly: bool = True) -> None:
-        self.data_dir = data_dir
+        self.data_dir = data_dir.resolve()  # redis-server chdirs into it; relative paths would break
         self.port = port or free_port()
         self.appendonly = appendonly
         self.process: subprocess.Popen[bytes] | None = None

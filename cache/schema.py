@@ -5,7 +5,7 @@ the commit script may touch them together.
     {gk}:meta      hash    policy_id (profile the projections were derived with), loaded_at
     {gk}:people    hash    practitioner code -> projection JSON (what checks need; cache/codec.py)
     {gk}:ledgers   hash    practitioner code -> ledger JSON (every fact ever recorded)
-    {gk}:docs      hash    idempotency key -> "<version>:<JSON {fingerprint, response}>"
+    {gk}:docs      hash    idempotency key -> JSON {fp, code, v, resp} (cache/store.py Doc)
     {gk}:changes   stream  change feed; one entry per version:
                            v=<version> kind=person <code>=<projection JSON> ...
                            v=<version> kind=reset   (a load swapped everything: re-snapshot)
@@ -49,7 +49,7 @@ class Keys:
 
     @property
     def swap_keys(self) -> list[str]:
-        return [*self.commit_keys, self.meta, self.staging(self.people), self.staging(self.ledgers)]
+        return [*self.commit_keys, self.meta, *(self.staging(k) for k in (self.people, self.ledgers, self.docs))]
 
     def staging(self, key: str) -> str:
         """Where a load builds a hash before it is swapped in."""

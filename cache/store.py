@@ -98,13 +98,9 @@ class Store:
         version, ledgers = pipe.execute()
         return int(version or 0), list(ledgers)
 
-    def read_doc(self, key: str) -> tuple[int, bytes] | None:
-        """An idempotency document: the version it was written at and its JSON body."""
-        raw = cast(bytes | None, self.client.hget(self.keys.docs, key))
-        if raw is None:
-            return None
-        version, _, body = raw.partition(b":")
-        return int(version), body
+    def read_doc(self, key: str) -> bytes | None:
+        """An idempotency document (JSON), or None."""
+        return cast(bytes | None, self.client.hget(self.keys.docs, key))
 
     # --- writes ------------------------------------------------------------------------------
 
@@ -121,12 +117,18 @@ class Store:
         ok, version = self._commit(keys=self.keys.commit_keys, args=args)
         return int(version) if ok == 1 else None
 
-    def swap(self, ledgers: Mapping[str, str], projections: Mapping[str, str], policy_id: str, loaded_at: str) -> int:
+    def swap(
+        self,
+        ledgers: Mapping[str, str],
+        projections: Mapping[str, str],
+        docs: Mapping[str, str],
+        policy_id: str,
+        loaded_at: str,
+    ) -> int:
         """Replace the whole dataset in one step; returns the new version."""
-        staging_people = self.keys.staging(self.keys.people)
-        staging_ledgers = self.keys.staging(self.keys.ledgers)
-        self.client.delete(staging_people, staging_ledgers)
-        for target, data in ((staging_people, projections), (staging_ledgers, ledgers)):
+        staging = [self.keys.staging(k) for k in (self.keys.people, self.keys.ledgers, self.keys.docs)]
+        self.client.delete(*staging)
+        for target, data in zip(staging, (projections, ledgers, docs), strict=True):
             items = list(data.items())
             for start in range(0, len(items), 5000):  # bounded command size
                 self.client.hset(target, mapping=dict(items[start : start + 5000]))

@@ -68,7 +68,9 @@ def decide_line(
         )
     # The prescriber on a pharmacy claim is registered elsewhere: check only their status.
     prescriber_needs_registration = not is_pharmacy(institution_code)
-    worst = _person_outcome(line, line.practitioner_code, institution_code, people, profile, prescriber_needs_registration)
+    worst = _person_outcome(
+        line, line.practitioner_code, institution_code, people, profile, prescriber_needs_registration
+    )
     if line.dispenser_code:
         other = _person_outcome(line, line.dispenser_code, institution_code, people, profile, True)
         if _rank(other) > _rank(worst):

@@ -63,7 +63,9 @@ class Refused(GatekeeperError):
     def details(self) -> list[any_pb2.Any]:
         failure = error_details_pb2.PreconditionFailure(
             violations=[
-                error_details_pb2.PreconditionFailure.Violation(type=self.kind, subject=self.subject, description=str(self))
+                error_details_pb2.PreconditionFailure.Violation(
+                    type=self.kind, subject=self.subject, description=str(self)
+                )
             ]
         )
         return [_pack(failure)]

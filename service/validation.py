@@ -143,9 +143,7 @@ class StatusQuery:
     institution_code: str
 
 
-def status_query(
-    request: eligibility_pb2.GetPractitionerStatusRequest, codes: Codes
-) -> StatusQuery | Violations:
+def status_query(request: eligibility_pb2.GetPractitionerStatusRequest, codes: Codes) -> StatusQuery | Violations:
     out = Violations()
     check_code(request.practitioner_code, codes.practitioner, "practitioner_code", out)
     check_code(request.institution_code, codes.institution, "institution_code", out, required=False)

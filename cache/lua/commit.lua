@@ -1,5 +1,6 @@
 -- One admin write, atomically: check the version the caller read, bump it, store ledgers,
--- projections and idempotency documents, and append the change event.
+-- projections and idempotency documents, and append the change event. The caller computed
+-- everything for version expected+1 (audit entries, responses); the check makes that true.
 -- KEYS: version, people, ledgers, docs, changes
 -- ARGV: expected_version, stream_maxlen, n_people, (code, ledger, projection) * n_people,
 --       n_docs, (doc_key, doc_value) * n_docs
@@ -24,7 +25,7 @@ end
 local n_docs = tonumber(ARGV[i])
 i = i + 1
 for _ = 1, n_docs do
-  redis.call('HSET', KEYS[4], ARGV[i], tostring(version) .. ':' .. ARGV[i + 1])
+  redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
   i = i + 2
 end
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[2], '*', unpack(event))

@@ -1,0 +1,200 @@
+"""The `gatekeeper` command: serve, load data, and talk to a running service.
+
+gatekeeper serve                       run the service (embedded Redis + demo data by default)
+gatekeeper load FILE                   import a dataset (JSON lines) in one atomic swap
+gatekeeper check --file claim.json     send a claim, print a table of decisions
+gatekeeper check -p CODE -d DATE ...   the same for one line given by flags
+gatekeeper status CODE                 one person's status today (or --date)
+gatekeeper admin register|end|points|withdraw|repair|import|file ...   the agency's writes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+from grpc_status import rpc_status
+
+from cache.store import Store, connect
+from gatekeeper.v1 import eligibility_pb2, eligibility_pb2_grpc, enums_pb2
+from service import admin_cli, config
+from service.convert import to_proto_date
+from service.dataset import DatasetError, read_dataset
+from service.profile import ProfileError, load_profile
+from service.tables import print_decisions, print_status
+
+EMBEDDED_URL_FILE = "redis.url"
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+
+
+def _target_arg(parser: argparse.ArgumentParser, default_port: int, env: str) -> None:
+    parser.add_argument(
+        "--target",
+        default=None,
+        help=f"host:port of the service [env {env}; default 127.0.0.1:{default_port}]",
+    )
+
+
+def resolve_target(args: argparse.Namespace, default_port: int, env: str) -> str:
+    import os
+
+    return str(args.target or os.environ.get(env) or f"127.0.0.1:{default_port}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gatekeeper", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the service",
+        description="Run the gRPC service. Every setting: flag, else environment, else default.",
+    )
+    config.add_arguments(serve)
+
+    load = commands.add_parser(
+        "load",
+        help="import a dataset in one atomic swap",
+        description="Import a JSON-lines dataset (docs/dataset.md); a running server picks it up without a restart.",
+    )
+    load.add_argument("file", type=pathlib.Path)
+    config.add_arguments(load, ("redis_url", "data_dir", "profile"))
+
+    check = commands.add_parser("check", help="send a claim and print its decisions")
+    _target_arg(check, 50051, "GATEKEEPER_TARGET")
+    check.add_argument("--file", type=pathlib.Path, help="claim as JSON (CheckClaimRequest in protobuf JSON form)")
+    check.add_argument("--claim-id", default="cli-claim")
+    check.add_argument("-i", "--institution", default="H51010500001")
+    check.add_argument("-p", "--practitioner", help="practitioner code of a single line")
+    check.add_argument("--dispenser", default="")
+    check.add_argument("-d", "--date", type=_date, help="service date of a single line (default today)")
+    check.add_argument("--care", choices=["unspecified", "routine", "emergency", "rescue"], default="unspecified")
+    check.add_argument("--med-type", default="")
+    check.add_argument("--json", action="store_true", help="print the response as JSON")
+
+    status = commands.add_parser("status", help="one person's status")
+    _target_arg(status, 50051, "GATEKEEPER_TARGET")
+    status.add_argument("code")
+    status.add_argument("-d", "--date", type=_date)
+    status.add_argument("-i", "--institution", default="")
+
+    admin_cli.add_commands(commands)
+    return parser
+
+
+def _load(args: argparse.Namespace) -> int:
+    settings = config.resolve(args)
+    url = settings["redis_url"]
+    if not url:
+        url_file = pathlib.Path(settings["data_dir"]) / "redis" / EMBEDDED_URL_FILE
+        if not url_file.exists():
+            print("no Redis configured: set GATEKEEPER_REDIS_URL, or start `gatekeeper serve` first", file=sys.stderr)
+            return 2
+        url = url_file.read_text().strip()
+    profile = load_profile(settings["profile"])
+    dataset = read_dataset(args.file, profile)
+    store = Store(connect(url))
+    version = store.swap(
+        dataset.ledgers, dataset.projections, dataset.docs, profile.policy_id, datetime.now(UTC).isoformat()
+    )
+    print(f"loaded {len(dataset)} people from {args.file} as data version {version} ({profile.policy_id})")
+    return 0
+
+
+def _claim_from_args(args: argparse.Namespace) -> eligibility_pb2.CheckClaimRequest:
+    if args.file:
+        return json_format.Parse(args.file.read_text(encoding="utf-8"), eligibility_pb2.CheckClaimRequest())
+    if not args.practitioner:
+        raise SystemExit("check: give --file or --practitioner")
+    from service.convert import today_in_china
+
+    line = eligibility_pb2.ClaimLine(
+        line_id="1",
+        practitioner_code=args.practitioner,
+        dispenser_code=args.dispenser,
+        service_date=to_proto_date(args.date or today_in_china()),
+        care_type=enums_pb2.CareType.Value(f"CARE_TYPE_{args.care.upper()}"),
+        med_type=args.med_type,
+    )
+    return eligibility_pb2.CheckClaimRequest(claim_id=args.claim_id, institution_code=args.institution, lines=[line])
+
+
+def _check(args: argparse.Namespace) -> int:
+    request = _claim_from_args(args)
+    with grpc.insecure_channel(resolve_target(args, 50051, "GATEKEEPER_TARGET")) as channel:
+        response = eligibility_pb2_grpc.EligibilityServiceStub(channel).CheckClaim(request, timeout=10)
+    if args.json:
+        print(json_format.MessageToJson(response, preserving_proto_field_name=True, ensure_ascii=False))
+    else:
+        print_decisions(response)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    request = eligibility_pb2.GetPractitionerStatusRequest(
+        practitioner_code=args.code, institution_code=args.institution
+    )
+    if args.date:
+        request.date.CopyFrom(to_proto_date(args.date))
+    with grpc.insecure_channel(resolve_target(args, 50051, "GATEKEEPER_TARGET")) as channel:
+        response = eligibility_pb2_grpc.EligibilityServiceStub(channel).GetPractitionerStatus(request, timeout=10)
+    print_status(response)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from service import app, logs
+
+    settings = config.Settings.from_args(args)
+    logs.configure(settings.log_level, settings.log_format)
+    return app.serve(settings)
+
+
+def report_rpc_error(error: grpc.RpcError) -> None:
+    """Print a gRPC error with its rich details (field violations, preconditions)."""
+    call: Any = error  # a failed unary call's RpcError is also a grpc.Call
+    status = rpc_status.from_call(call)
+    print(f"error: {call.code().name}: {call.details()}", file=sys.stderr)
+    if status is None:
+        return
+    from google.rpc import error_details_pb2
+
+    for detail in status.details:
+        for kind in (error_details_pb2.BadRequest, error_details_pb2.PreconditionFailure):
+            if detail.Is(kind.DESCRIPTOR):
+                message = kind()
+                detail.Unpack(message)
+                for line in json.dumps(json_format.MessageToDict(message), ensure_ascii=False, indent=2).splitlines():
+                    print(f"  {line}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"serve": _serve, "load": _load, "check": _check, "status": _status, "admin": admin_cli.run}
+    try:
+        return handlers[args.command](args)
+    except grpc.RpcError as error:
+        report_rpc_error(error)
+        return 1
+    except (config.ConfigError, ProfileError, DatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

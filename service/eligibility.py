@@ -1,0 +1,121 @@
+"""EligibilityService: the check path. Validate, read the replica, decide, explain.
+
+No I/O per request: the replica is in memory; the only wait is the bounded one a caller asks
+for with min_data_version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+
+import grpc
+
+from cache.replica import Replica, ReplicaState
+from gatekeeper.v1 import eligibility_pb2, eligibility_pb2_grpc
+from service.convert import decision_value, reason_value, set_date, status_value
+from service.decision import Line, Outcome, decide_line
+from service.decision_log import DecisionLog
+from service.domain import Status
+from service.errors import InvalidRequest, abort
+from service.metrics import Metrics
+from service.profile import Profile
+from service.validation import Codes, Violations, check_claim, status_query
+
+
+@dataclass(frozen=True, slots=True)
+class CheckLimits:
+    max_lines: int = 1000
+    min_version_wait_s: float = 0.5
+
+
+class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
+    def __init__(
+        self,
+        replica: Replica,
+        profile: Profile,
+        metrics: Metrics,
+        *,
+        limits: CheckLimits = CheckLimits(),
+        decision_log: DecisionLog | None = None,
+        today: Callable[[], date],
+    ) -> None:
+        self.replica = replica
+        self.profile = profile
+        self.metrics = metrics
+        self.limits = limits
+        self.decision_log = decision_log or DecisionLog("off")
+        self.today = today
+        self.codes = Codes.of(profile)
+
+    def CheckClaim(
+        self, request: eligibility_pb2.CheckClaimRequest, context: grpc.ServicerContext
+    ) -> eligibility_pb2.CheckClaimResponse:
+        lines = check_claim(request, self.codes, self.limits.max_lines)
+        if isinstance(lines, Violations):
+            abort(context, InvalidRequest(lines.items))
+        state, stale = self._state_for(request.min_data_version)
+        institution = request.institution_code
+        outcomes = [decide_line(line, institution, state.people, self.profile, stale=stale) for line in lines]
+        response = eligibility_pb2.CheckClaimResponse(
+            claim_id=request.claim_id, data_version=state.version, policy_id=self.profile.policy_id
+        )
+        for line, outcome in zip(lines, outcomes, strict=True):
+            _fill_decision(response.decisions.add(), line, outcome)
+        self.metrics.claim_lines.observe(len(lines))
+        self.metrics.count_decisions((o.decision, o.reason) for o in outcomes)
+        self.decision_log.record(request.claim_id, institution, lines, outcomes, state.version, self.profile.policy_id)
+        return response
+
+    def GetPractitionerStatus(
+        self, request: eligibility_pb2.GetPractitionerStatusRequest, context: grpc.ServicerContext
+    ) -> eligibility_pb2.GetPractitionerStatusResponse:
+        query = status_query(request, self.codes)
+        if isinstance(query, Violations):
+            abort(context, InvalidRequest(query.items))
+        state = self.replica.state
+        day = query.day or self.today()
+        response = eligibility_pb2.GetPractitionerStatusResponse(
+            practitioner_code=query.practitioner_code, data_version=state.version, policy_id=self.profile.policy_id
+        )
+        person = state.people.get(query.practitioner_code)
+        if person is None:
+            return response  # status UNSPECIFIED, known false: no record at all
+        window = person.status_on(day)
+        response.known = True
+        response.status = status_value(window.status)
+        set_date(response.status_since, window.since)
+        set_date(response.status_until, window.until)
+        if query.institution_code:
+            response.registered = person.registered_at(query.institution_code, day)
+        if window.status is Status.TERMINATED:
+            set_date(response.reregistration_allowed_from, person.reregistration_allowed_from)
+        return response
+
+    def _state_for(self, min_version: int) -> tuple[ReplicaState, bool]:
+        """The replica state to answer from, and whether it is too stale to decide with."""
+        replica = self.replica
+        if min_version > replica.state.version and not replica.wait_for(min_version, self.limits.min_version_wait_s):
+            self.metrics.stale_answers.labels("min_data_version").inc()
+            return replica.state, True
+        if not replica.ready.is_set():
+            self.metrics.stale_answers.labels("not_loaded").inc()
+            return replica.state, True
+        if replica.age_seconds() > self.profile.staleness_seconds:
+            self.metrics.stale_answers.labels("age").inc()
+            return replica.state, True
+        return replica.state, False
+
+
+def _fill_decision(target: eligibility_pb2.LineDecision, line: Line, outcome: Outcome) -> None:
+    target.line_id = line.line_id
+    target.decision = decision_value(outcome.decision)
+    target.reason = reason_value(outcome.reason)
+    target.practitioner_code = outcome.practitioner_code
+    target.message = outcome.message
+    window = outcome.window
+    if window is not None:
+        target.status = status_value(window.status)
+        set_date(target.status_since, window.since)
+        set_date(target.status_until, window.until)

@@ -1,0 +1,173 @@
+"""Prometheus metrics: go-grpc-prometheus names for the RPC layer, gatekeeper_* for the domain.
+
+No practitioner, institution or claim codes ever appear in labels (unbounded cardinality and
+personal data); the decision log carries those.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+
+from service.domain import Decision, Reason
+
+# grpc_code label values as Go's codes.Code.String() spells them, so go-grpc-prometheus
+# dashboards and alert rules work unchanged.
+GO_CODE_NAMES = {
+    grpc.StatusCode.OK: "OK",
+    grpc.StatusCode.CANCELLED: "Canceled",
+    grpc.StatusCode.UNKNOWN: "Unknown",
+    grpc.StatusCode.INVALID_ARGUMENT: "InvalidArgument",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "DeadlineExceeded",
+    grpc.StatusCode.NOT_FOUND: "NotFound",
+    grpc.StatusCode.ALREADY_EXISTS: "AlreadyExists",
+    grpc.StatusCode.PERMISSION_DENIED: "PermissionDenied",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "ResourceExhausted",
+    grpc.StatusCode.FAILED_PRECONDITION: "FailedPrecondition",
+    grpc.StatusCode.ABORTED: "Aborted",
+    grpc.StatusCode.OUT_OF_RANGE: "OutOfRange",
+    grpc.StatusCode.UNIMPLEMENTED: "Unimplemented",
+    grpc.StatusCode.INTERNAL: "Internal",
+    grpc.StatusCode.UNAVAILABLE: "Unavailable",
+    grpc.StatusCode.DATA_LOSS: "DataLoss",
+    grpc.StatusCode.UNAUTHENTICATED: "Unauthenticated",
+}
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_RPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
+
+if TYPE_CHECKING:
+    _Interceptor = grpc.ServerInterceptor[Any, Any]
+else:
+    _Interceptor = grpc.ServerInterceptor  # generic only in the stubs
+
+
+class Metrics:
+    """All metrics of one process, on one registry (tests pass a fresh one)."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.registry = registry
+        self.started = Counter(
+            "grpc_server_started_total", "RPCs started on the server.", _RPC_LABELS, registry=registry
+        )
+        self.handled = Counter(
+            "grpc_server_handled_total",
+            "RPCs completed on the server, regardless of success or failure.",
+            (*_RPC_LABELS, "grpc_code"),
+            registry=registry,
+        )
+        self.received = Counter(
+            "grpc_server_msg_received_total",
+            "RPC stream messages received on the server.",
+            _RPC_LABELS,
+            registry=registry,
+        )
+        self.sent = Counter(
+            "grpc_server_msg_sent_total", "gRPC stream messages sent by the server.", _RPC_LABELS, registry=registry
+        )
+        self.handling = Histogram(
+            "grpc_server_handling_seconds",
+            "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+            _RPC_LABELS,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.decisions = Counter(
+            "gatekeeper_decisions_total", "Claim lines decided, by decision and reason.", ("decision", "reason"),
+            registry=registry,
+        )  # fmt: skip
+        self.claim_lines = Histogram(
+            "gatekeeper_claim_lines", "Lines per CheckClaim request.", buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+            registry=registry,
+        )  # fmt: skip
+        self.replica_version = Gauge(
+            "gatekeeper_replica_data_version", "Data version the replica holds.", registry=registry
+        )
+        self.replica_age = Gauge(
+            "gatekeeper_replica_age_seconds",
+            "Seconds since the replica last confirmed it is current.",
+            registry=registry,
+        )
+        self.replica_people = Gauge("gatekeeper_replica_people", "People in the replica.", registry=registry)
+        self.replica_ready = Gauge(
+            "gatekeeper_replica_ready", "1 once the first snapshot is loaded.", registry=registry
+        )
+        self.stale_answers = Counter(
+            "gatekeeper_stale_answers_total",
+            "Checks answered REVIEW/STALE_DATA, by cause.",
+            ("cause",),
+            registry=registry,
+        )
+        self.profile = Info("gatekeeper_profile", "The active regional profile.", registry=registry)
+        self._decision_children = {(d, r): self.decisions.labels(d.name, r.name) for d in Decision for r in Reason}
+
+    def count_decisions(self, pairs: Iterable[tuple[Decision, Reason]]) -> None:
+        tally: dict[tuple[Decision, Reason], int] = {}
+        for pair in pairs:
+            tally[pair] = tally.get(pair, 0) + 1
+        for pair, n in tally.items():
+            self._decision_children[pair].inc(n)
+
+    def watch_replica(self, version: Callable[[], float], age: Callable[[], float], people: Callable[[], float],
+                      ready: Callable[[], float]) -> None:  # fmt: skip
+        """Read the replica's figures at scrape time instead of updating them on every change."""
+        self.replica_version.set_function(version)
+        self.replica_age.set_function(age)
+        self.replica_people.set_function(people)
+        self.replica_ready.set_function(ready)
+
+    def serve_http(self, port: int, addr: str = "0.0.0.0") -> Any:
+        return start_http_server(port, addr=addr, registry=self.registry)
+
+
+class MetricsInterceptor(_Interceptor):
+    """go-grpc-prometheus compatible RPC metrics for unary methods."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self._handled: dict[tuple[str, str, grpc.StatusCode], Any] = {}
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+        handler = continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        service, _, method = details.method.lstrip("/").rpartition("/")
+        return grpc.unary_unary_rpc_method_handler(
+            self._wrap(handler.unary_unary, service, method),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _wrap(self, behavior: Callable[[Any, Any], Any], service: str, method: str) -> Callable[[Any, Any], Any]:
+        m = self.metrics
+        labels = ("unary", service, method)
+        started, received, sent = m.started.labels(*labels), m.received.labels(*labels), m.sent.labels(*labels)
+        handling = m.handling.labels(*labels)
+
+        def wrapped(request: Any, context: Any) -> Any:
+            started.inc()
+            received.inc()
+            begin = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                response = behavior(request, context)
+                sent.inc()
+                return response
+            except BaseException:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            finally:
+                handling.observe(time.perf_counter() - begin)
+                self._handled_child(service, method, code).inc()
+
+        return wrapped
+
+    def _handled_child(self, service: str, method: str, code: grpc.StatusCode) -> Any:
+        key = (service, method, code)
+        child = self._handled.get(key)
+        if child is None:
+            child = self._handled[key] = self.metrics.handled.labels("unary", service, method, GO_CODE_NAMES[code])
+        return child

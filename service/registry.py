@@ -1,0 +1,197 @@
+"""RegistryService: the handling agency's writes, on the admin port.
+
+Each method: validate -> build the write items -> Writer (idempotent, one atomic commit).
+Domain errors become gRPC statuses in one place (service/errors.abort).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+import redis
+from google.protobuf.message import Message
+
+from cache.store import Store
+from gatekeeper.v1 import registry_pb2, registry_pb2_grpc
+from service import admin_validation as validate
+from service import ledger_ops
+from service.domain import Derivation, Ledger
+from service.errors import GatekeeperError, InvalidRequest, NotFound, Refused, StoreUnavailable, abort
+from service.files import practitioner_file
+from service.idempotency import (
+    Doc,
+    end_key,
+    fingerprint,
+    points_key,
+    registration_key,
+    repair_key,
+    sanction_key,
+    withdraw_key,
+)
+from service.profile import Profile
+from service.validation import Codes, Violations
+from service.writes import Caller, Item, Writer
+
+T = TypeVar("T")
+R = TypeVar("R", bound=Message)
+
+
+def caller_identity(context: grpc.ServicerContext) -> str:
+    """Who is writing: the client certificate subject when TLS gives one, else the peer address.
+
+    A self-declared ``x-operator`` metadata value is kept too, marked unverified.
+    """
+    auth: dict[str, Any] = dict(context.auth_context() or {})
+    names = auth.get("x509_subject") or auth.get("x509_common_name") or []
+    subject = b",".join(names).decode(errors="replace")
+    who = f"cert:{subject}" if subject else f"peer:{context.peer()}"
+    metadata = dict(context.invocation_metadata() or ())
+    operator = metadata.get("x-operator")
+    return f"{who} operator:{operator!s} (unverified)" if operator else who
+
+
+def _valid(result: T | Violations, context: grpc.ServicerContext) -> T:
+    if isinstance(result, Violations):
+        abort(context, InvalidRequest(result.items))
+    return result
+
+
+class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
+    def __init__(self, store: Store, profile: Profile, *, clock: Callable[[], str]) -> None:
+        self.profile = profile
+        self.codes = Codes.of(profile)
+        self.writer = Writer(store, profile.points, clock)
+        self.store = store
+
+    def _write(
+        self,
+        context: grpc.ServicerContext,
+        method: str,
+        items: Sequence[Item],
+        response_type: type[R],
+        respond: Callable[[dict[str, tuple[Ledger, Derivation]], int], R],
+    ) -> R:
+        caller = Caller(caller_identity(context), method)
+        try:
+            result = self.writer.write(caller, items, respond, response_type.FromString)
+        except GatekeeperError as error:
+            abort(context, error)
+        assert isinstance(result, response_type)
+        return result
+
+    def _single(self, response_type: type[R]) -> Callable[[dict[str, tuple[Ledger, Derivation]], int], R]:
+        def respond(results: dict[str, tuple[Ledger, Derivation]], version: int) -> R:
+            ((ledger, derivation),) = results.values()
+            return response_type(file=practitioner_file(ledger, derivation, version), data_version=version)
+
+        return respond
+
+    def RegisterPractitioner(
+        self, request: registry_pb2.RegisterPractitionerRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.RegisterPractitionerResponse:
+        reg = _valid(validate.registration(request, self.codes), context)
+        key = registration_key(reg.practitioner_code, reg.institution_code, reg.registered_on.isoformat())
+        item = Item(
+            key,
+            fingerprint(request),
+            reg.practitioner_code,
+            lambda lg: ledger_ops.register(lg, reg, self.profile.points),
+        )
+        rt = registry_pb2.RegisterPractitionerResponse
+        return self._write(context, "RegisterPractitioner", [item], rt, self._single(rt))
+
+    def EndRegistration(
+        self, request: registry_pb2.EndRegistrationRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.EndRegistrationResponse:
+        code, institution, day = _valid(validate.end_registration(request, self.codes), context)
+        key = end_key(code, institution, day.isoformat())
+        item = Item(key, fingerprint(request), code, lambda lg: ledger_ops.end_registration(lg, institution, day))
+        rt = registry_pb2.EndRegistrationResponse
+        return self._write(context, "EndRegistration", [item], rt, self._single(rt))
+
+    def RecordPoints(
+        self, request: registry_pb2.RecordPointsRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.RecordPointsResponse:
+        decision = _valid(validate.points(request, self.codes), context)
+        item = Item(
+            points_key(decision.decision_no),
+            fingerprint(request),
+            decision.practitioner_code,
+            lambda lg: ledger_ops.record_points(lg, decision),
+        )
+        rt = registry_pb2.RecordPointsResponse
+        return self._write(context, "RecordPoints", [item], rt, self._single(rt))
+
+    def WithdrawPoints(
+        self, request: registry_pb2.WithdrawPointsRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.WithdrawPointsResponse:
+        decision_no, day, reason = _valid(validate.withdrawal(request), context)
+        owner = self._owner_of(decision_no, context)
+        item = Item(
+            withdraw_key(decision_no),
+            fingerprint(request),
+            owner,
+            lambda lg: ledger_ops.withdraw(lg, decision_no, day, reason),
+        )
+        rt = registry_pb2.WithdrawPointsResponse
+        return self._write(context, "WithdrawPoints", [item], rt, self._single(rt))
+
+    def ApplyRepair(
+        self, request: registry_pb2.ApplyRepairRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.ApplyRepairResponse:
+        repair = _valid(validate.repair(request, self.codes), context)
+        item = Item(
+            repair_key(repair.repair_no),
+            fingerprint(request),
+            repair.practitioner_code,
+            lambda lg: ledger_ops.apply_repair(lg, repair, self.profile.points),
+        )
+        rt = registry_pb2.ApplyRepairResponse
+        return self._write(context, "ApplyRepair", [item], rt, self._single(rt))
+
+    def ImportSanctions(
+        self, request: registry_pb2.ImportSanctionsRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.ImportSanctionsResponse:
+        sanctions = _valid(validate.sanctions(request, self.codes), context)
+        items = [
+            Item(sanction_key(s.source_decision_no), fingerprint(raw), s.practitioner_code, _adder(s))
+            for s, raw in zip(sanctions, request.sanctions, strict=True)
+        ]
+
+        def respond(
+            results: dict[str, tuple[Ledger, Derivation]], version: int
+        ) -> registry_pb2.ImportSanctionsResponse:
+            files = [practitioner_file(lg, d, version) for lg, d in results.values()]
+            return registry_pb2.ImportSanctionsResponse(files=files, data_version=version)
+
+        return self._write(context, "ImportSanctions", items, registry_pb2.ImportSanctionsResponse, respond)
+
+    def GetPractitionerFile(
+        self, request: registry_pb2.GetPractitionerFileRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.GetPractitionerFileResponse:
+        code = _valid(validate.practitioner(request.practitioner_code, self.codes), context)
+        try:
+            found = self.writer.read(code)
+        except GatekeeperError as error:
+            abort(context, error)
+        if found is None:
+            abort(context, NotFound(f"No file for {code}."))
+        ledger, derivation, version = found
+        return registry_pb2.GetPractitionerFileResponse(
+            file=practitioner_file(ledger, derivation, version), data_version=version
+        )
+
+    def _owner_of(self, decision_no: str, context: grpc.ServicerContext) -> str:
+        try:
+            raw = self.store.read_doc(points_key(decision_no))
+        except redis.RedisError as exc:
+            abort(context, StoreUnavailable(f"the status store is unavailable ({type(exc).__name__})"))
+        if raw is None:
+            abort(context, Refused(f"No points decision {decision_no} is on file.", decision_no, "UNKNOWN_DECISION"))
+        return Doc.decode(raw).code
+
+
+def _adder(sanction: Any) -> Callable[[Ledger], Ledger]:
+    return lambda lg: ledger_ops.add_sanction(lg, sanction)

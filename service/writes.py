@@ -1,0 +1,127 @@
+"""One admin write, end to end: idempotency, ledger edit, derivation, one atomic commit.
+
+Optimistic concurrency on the data version: read (version, ledgers), compute everything for
+version + 1 (audit entries and the response carry it), commit only if the version is still the
+one read, else start over. Agency writes are rare next to checks, so retries stay rare too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import redis
+from google.protobuf.message import Message
+
+from cache.codec import decode_ledger, encode_ledger, encode_projection
+from cache.store import PersonWrite, Store
+from service import ledger_ops, policy
+from service.domain import AuditEntry, Derivation, Ledger
+from service.errors import Conflict, StoreUnavailable
+from service.idempotency import Doc
+from service.profile import PointsRules
+
+log = logging.getLogger("gatekeeper.writes")
+
+Change = Callable[[Ledger], Ledger]
+Respond = Callable[[dict[str, tuple[Ledger, Derivation]], int], Message]
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One document of a write: its idempotency key and fingerprint, whom it changes, how."""
+
+    doc_key: str
+    fingerprint: str
+    code: str
+    change: Change
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    actor: str
+    method: str
+
+
+class Writer:
+    def __init__(self, store: Store, rules: PointsRules, clock: Callable[[], str], *, attempts: int = 50) -> None:
+        self.store = store
+        self.rules = rules
+        self.clock = clock
+        self.attempts = attempts
+
+    def write(
+        self, caller: Caller, items: Sequence[Item], respond: Respond, parse: Callable[[bytes], Message]
+    ) -> Message:
+        try:
+            for attempt in range(self.attempts):
+                result = self._attempt(caller, items, respond, parse)
+                if result is not None:
+                    return result
+                time.sleep(min(0.001 * 2**attempt, 0.05))  # another write won; read again
+        except redis.RedisError as exc:
+            log.warning("write failed: %s", exc)
+            raise StoreUnavailable(f"the status store is unavailable ({type(exc).__name__}); retry the write") from exc
+        raise StoreUnavailable("too many concurrent writes; retry the write")
+
+    def read(self, code: str) -> tuple[Ledger, Derivation, int] | None:
+        try:
+            version, raw = self.store.read_person(code)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"the status store is unavailable ({type(exc).__name__})") from exc
+        if raw is None:
+            return None
+        ledger = decode_ledger(raw)
+        return ledger, policy.derive(ledger, self.rules), version
+
+    def _attempt(
+        self, caller: Caller, items: Sequence[Item], respond: Respond, parse: Callable[[bytes], Message]
+    ) -> Message | None:
+        pending = self._pending(items)
+        if not pending and len(items) == 1:
+            return parse(Doc.decode(self._doc(items[0].doc_key) or b"").response)  # replay: the first result
+        codes = list(dict.fromkeys(item.code for item in items))
+        version, raws = self.store.read_people(codes)
+        new_version = version + 1
+        ledgers = {code: decode_ledger(raw) if raw else Ledger(code) for code, raw in zip(codes, raws, strict=True)}
+        for item in pending:
+            ledgers[item.code] = item.change(ledgers[item.code])
+        if not pending:  # a batch wholly seen before: answer with the current files
+            return respond({c: (ledger, policy.derive(ledger, self.rules)) for c, ledger in ledgers.items()}, version)
+        at = self.clock()
+        for item in pending:
+            entry = AuditEntry(at, caller.actor, caller.method, item.doc_key, new_version)
+            ledgers[item.code] = ledger_ops.audited(ledgers[item.code], entry)
+        touched = list(dict.fromkeys(item.code for item in pending))
+        results = {code: (ledgers[code], policy.derive(ledgers[code], self.rules)) for code in touched}
+        response = respond(results, new_version)
+        body = response.SerializeToString()
+        docs = {item.doc_key: Doc(item.fingerprint, item.code, new_version, body).encode() for item in pending}
+        writes = [PersonWrite(c, encode_ledger(lg), encode_projection(d)) for c, (lg, d) in results.items()]
+        committed = self.store.commit(version, writes, docs)
+        return response if committed is not None else None
+
+    def _pending(self, items: Sequence[Item]) -> list[Item]:
+        """Items not yet written; a document number reused with other content is a conflict."""
+        pending = []
+        for item in items:
+            raw = self._doc(item.doc_key)
+            if raw is None:
+                pending.append(item)
+                continue
+            doc = Doc.decode(raw)
+            if doc.fingerprint != item.fingerprint:
+                raise Conflict(_conflict_message(item.doc_key, doc))
+        return pending
+
+    def _doc(self, key: str) -> bytes | None:
+        return self.store.read_doc(key)
+
+
+def _conflict_message(key: str, doc: Doc) -> str:
+    kind, _, number = key.partition(":")
+    if doc.fingerprint is None:
+        return f"{kind} {number} was imported by a load and cannot be written again."
+    return f"{kind} {number} was already written (data version {doc.version}) with different content."
