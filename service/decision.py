@@ -101,9 +101,13 @@ def _person_outcome(
             f"{code} has no record in the eligibility data.",
         )
     window = person.status_on(day)
+    registered = not check_registration or person.registered_at(institution_code, _registration_day(day, window))
     if window.status is not Status.NORMAL:
-        return _sanctioned(line, code, window, profile)
-    if check_registration and not person.registered_at(institution_code, day):
+        sanctioned = _sanctioned(line, code, window, profile)
+        # An exception pays care despite the status, never care at a place the person may not bill.
+        if sanctioned.decision is not Decision.ALLOW or registered:
+            return sanctioned
+    if not registered:
         return Outcome(
             profile.unknown.not_registered_decision,
             Reason.NOT_REGISTERED,
@@ -112,6 +116,14 @@ def _person_outcome(
             f"{code} is not registered at {institution_code} on {day.isoformat()}.",
         )
     return Outcome(Decision.ALLOW, Reason.ELIGIBLE, code, window, f"{code} is eligible on {day.isoformat()}.")
+
+
+def _registration_day(day: date, window: StatusWindow) -> date:
+    """The day registration is judged on. A termination ends every registration, so for a
+    terminated person (whose care may still be excepted) it is the eve of the termination."""
+    if window.status is Status.TERMINATED and window.since is not None:
+        return window.since - timedelta(days=1)
+    return day
 
 
 def _sanctioned(line: Line, code: str, window: StatusWindow, profile: Profile) -> Outcome:

@@ -48,13 +48,13 @@ class PointsRules(_Strict):
     @model_validator(mode="after")
     def _tiers_below_termination(self) -> PointsRules:
         if not self.suspension_months:
-            raise ValueError("suspension_months needs at least one tier")
+            raise ValueError("suspension_months: needs at least one tier")
         bad = [t for t in self.suspension_months if not 1 <= t < self.termination_threshold]
         if bad:
-            raise ValueError(f"suspension tiers {bad} must lie between 1 and termination_threshold - 1")
+            raise ValueError(f"suspension_months: tiers {bad} must lie between 1 and termination_threshold - 1")
         months = [self.suspension_months[t] for t in sorted(self.suspension_months)]
         if months != sorted(months):
-            raise ValueError("suspension months must not shrink as the tier rises")
+            raise ValueError("suspension_months: months must not shrink as the tier rises")
         return self
 
 
@@ -100,7 +100,10 @@ class CodeRules(_Strict):
     @field_validator("practitioner_pattern", "institution_pattern")
     @classmethod
     def _compiles(cls, value: str) -> str:
-        re.compile(value)
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
         return value
 
 
@@ -136,7 +139,7 @@ def load_profile(name_or_path: str) -> Profile:
     except FileNotFoundError:
         bundled = sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
         raise ProfileError(f"{path}: no such profile file (bundled profiles: {bundled})") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ProfileError(f"{path}: {exc}") from exc
     try:
         return Profile.model_validate(data)
