@@ -1,7 +1,7 @@
 """Regenerate the Python code for proto/ into the `gatekeeper` package, or check it for drift.
 
-    python scripts/gen_proto.py          # rewrite gatekeeper/v1/*
-    python scripts/gen_proto.py --check  # exit 1 when the committed code differs from proto/
+python scripts/gen_proto.py          # rewrite gatekeeper/v1/*
+python scripts/gen_proto.py --check  # exit 1 when the committed code differs from proto/
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ def generate(out: pathlib.Path) -> None:
 def differences(a: pathlib.Path, b: pathlib.Path) -> list[str]:
     names = {p.relative_to(a) for p in a.rglob("*.py*")} | {p.relative_to(b) for p in b.rglob("*.py*")}
     return sorted(
-        str(n) for n in names if not ((a / n).exists() and (b / n).exists() and filecmp.cmp(a / n, b / n, shallow=False))
+        str(n)
+        for n in names
+        if not ((a / n).exists() and (b / n).exists() and filecmp.cmp(a / n, b / n, shallow=False))
     )
 
 
