@@ -407,7 +407,12 @@ def _sources(st: _Replay, sanctions: tuple[ExternalSanction, ...]) -> list[_Sour
         *((Status.TERMINATED, t.since, t.until, t.cause()) for t in st.terminations),
     ]
     external: list[tuple[Status, date, date | None, str]] = [
-        (s.status, s.start, s.end, f"external {s.source_decision_no} ({s.origin_region})")
+        (
+            s.status,
+            s.start,
+            s.end,
+            f"external {s.source_decision_no}" + (f" ({s.origin_region})" if s.origin_region else ""),
+        )
         for s in sorted(sanctions, key=_sanction_key)
         if s.status in (Status.SUSPENDED, Status.TERMINATED) and (s.end is None or s.end > s.start)
     ]
