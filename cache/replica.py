@@ -31,6 +31,8 @@ class ChangeFeed(Protocol):
 
     def changes(self, after: bytes, block_ms: int) -> list[StreamEntry]: ...
 
+    def version(self) -> int: ...
+
 
 @dataclass(frozen=True, slots=True)
 class ReplicaState:
@@ -59,8 +61,12 @@ class Replica:
         """Seconds since the replica last confirmed it is up to date with Redis."""
         return self._clock() - self._synced_at
 
-    def mark_synced(self) -> None:
-        self._synced_at = self._clock()
+    def now(self) -> float:
+        return self._clock()
+
+    def mark_synced(self, at: float | None = None) -> None:
+        """Record that the replica was current at ``at`` (when the read that proved it was sent)."""
+        self._synced_at = self._clock() if at is None else at
 
     def load(self, snapshot: Snapshot) -> None:
         people = immutables.Map({code.decode(): person_view(code.decode(), p) for code, p in snapshot.people.items()})
@@ -69,13 +75,15 @@ class Replica:
         self.ready.set()
 
     def apply(self, entries: list[StreamEntry]) -> bool:
-        """Apply change events in order; False when there is a gap and a snapshot is needed."""
+        """Apply change events in order; False when a snapshot is needed instead.
+
+        Every entry read after ``last_id`` must carry exactly the next version. Anything else is
+        a gap (trimmed stream), a load (``kind=reset``) or Redis having lost data and started
+        counting again (version not above ours): all are answered by re-snapshotting.
+        """
         for entry_id, fields in entries:
             version = int(fields[b"v"])
             state = self.state
-            if version <= state.version:
-                self.last_id = entry_id  # already in the snapshot
-                continue
             if version != state.version + 1 or fields.get(b"kind") != b"person":
                 return False
             with state.people.mutate() as people:
@@ -102,7 +110,8 @@ class Replica:
 class Follower:
     """Keeps a replica current from a change feed, reconnecting forever with backoff."""
 
-    def __init__(self, replica: Replica, feed: ChangeFeed, *, block_ms: int = 1000) -> None:
+    # A short blocking read: an idle but healthy replica re-confirms it is current 4 times a second.
+    def __init__(self, replica: Replica, feed: ChangeFeed, *, block_ms: int = 250) -> None:
         self.replica = replica
         self.feed = feed
         self.block_ms = block_ms
@@ -124,9 +133,13 @@ class Follower:
                 if need_snapshot:
                     self.replica.load(self.feed.snapshot())
                     log.info("replica loaded snapshot", extra={"data_version": self.replica.state.version})
+                sent = self.replica.now()
                 entries = self.feed.changes(self.replica.last_id, self.block_ms)
-                need_snapshot = not self.replica.apply(entries)
-                self.replica.mark_synced()
+                if entries:
+                    need_snapshot = not self.replica.apply(entries)
+                else:  # quiet feed: make sure Redis has not lost its data meanwhile
+                    need_snapshot = self.feed.version() < self.replica.state.version
+                self.replica.mark_synced(sent)
                 backoff = 0.1
             except Exception as exc:  # any failure: keep serving the old state, retry
                 log.warning("replica sync failed; retrying in %.1fs: %s", backoff, exc)

@@ -104,6 +104,16 @@ class _Fields:
             yield _Fields(item, f"{self.where}.{key}[{i}]")
 
 
+def _repair(r: _Fields, code: str) -> Repair:
+    reduce = r.number("reduce_points", 0, 12, default=0)
+    shorten = r.number("shorten_suspension_days", 0, 3660, default=0)
+    if (reduce > 0) == (shorten > 0):
+        raise DatasetError(f"{r.where}: give exactly one of reduce_points and shorten_suspension_days")
+    return Repair(
+        r.text("repair_no"), code, r.required_day("approved_on"), reduce, shorten, r.text("basis", required=False)
+    )
+
+
 def parse_person(data: Any, where: str, codes: tuple[re.Pattern[str], re.Pattern[str]]) -> Ledger:
     practitioner, institution = codes
     f = _Fields(data, where)
@@ -137,17 +147,7 @@ def parse_person(data: Any, where: str, codes: tuple[re.Pattern[str], re.Pattern
                 p.day("effective_on", required=False) or p.required_day("decided_on"),
             ),
         ),
-        repairs=each(
-            "repairs",
-            lambda r, _: Repair(
-                r.text("repair_no"),
-                code,
-                r.required_day("approved_on"),
-                r.number("reduce_points", 0, 12, default=0),
-                r.number("shorten_suspension_days", 0, 3660, default=0),
-                r.text("basis", required=False),
-            ),
-        ),
+        repairs=each("repairs", lambda r, _: _repair(r, code)),
         sanctions=each(
             "status_periods",
             lambda s, i: ExternalSanction(
@@ -179,7 +179,7 @@ def read_dataset(path: pathlib.Path, profile: Profile) -> Dataset:
                 raise DatasetError(f"{where}: not JSON ({exc.msg})") from None
             ledger = parse_person(data, where, codes)
             if ledger.practitioner_code in ledgers:
-                raise DatasetError(f"{where}: {ledger.practitioner_code} appears twice")
+                raise DatasetError(f"{where}.practitioner_code: {ledger.practitioner_code} appears twice")
             ledgers[ledger.practitioner_code] = encode_ledger(ledger)
             projections[ledger.practitioner_code] = encode_projection(policy.derive(ledger, profile.points))
             for decision in ledger.points:

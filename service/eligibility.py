@@ -18,7 +18,7 @@ from service.convert import decision_value, reason_value, set_date, status_value
 from service.decision import Line, Outcome, decide_line
 from service.decision_log import DecisionLog
 from service.domain import Status
-from service.errors import InvalidRequest, abort
+from service.errors import InvalidRequest, StoreUnavailable, abort
 from service.metrics import Metrics
 from service.profile import Profile
 from service.validation import Codes, Violations, check_claim, status_query
@@ -74,6 +74,8 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         query = status_query(request, self.codes)
         if isinstance(query, Violations):
             abort(context, InvalidRequest(query.items))
+        if not self.replica.ready.is_set():  # "no record" would be a guess
+            abort(context, StoreUnavailable("The status data is not loaded yet; retry shortly."))
         state = self.replica.state
         day = query.day or self.today()
         response = eligibility_pb2.GetPractitionerStatusResponse(

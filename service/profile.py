@@ -112,8 +112,9 @@ class Profile(_Strict):
     version: str = Field(min_length=1)
     name: str = ""
     effective_from: date | None = None
-    # Older replica data than this is never used for a decision (REVIEW / STALE_DATA).
-    staleness_seconds: float = Field(300.0, gt=0)
+    # Older replica data than this is never used for a decision (REVIEW / STALE_DATA). A healthy
+    # replica re-confirms freshness every 0.25 s, so bounds under a second make no sense.
+    staleness_seconds: float = Field(300.0, ge=1)
     points: PointsRules
     exceptions: ExceptionRules
     unknown: UnknownRules = UnknownRules()

@@ -52,16 +52,10 @@ def store(redis_url: str) -> Store:
 
 def make_settings(redis_url: str, **overrides: object) -> Settings:
     base = Settings.from_args(None, environ={})
-    return replace(
-        base,
-        redis_url=redis_url,
-        port=0,
-        admin_port=free_port(),
-        metrics_port=0,
-        decision_log="off",
-        profile="xizang",
-        **overrides,  # type: ignore[arg-type]
+    defaults = replace(
+        base, redis_url=redis_url, port=0, admin_port=free_port(), metrics_port=0, decision_log="off", profile="xizang"
     )
+    return replace(defaults, **overrides)  # type: ignore[arg-type]
 
 
 @dataclass
