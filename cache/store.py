@@ -91,12 +91,16 @@ class Store:
         version, ledger = pipe.execute()
         return int(version or 0), ledger
 
-    def read_people(self, codes: Sequence[str]) -> tuple[int, list[bytes | None]]:
+    def read_for_write(
+        self, codes: Sequence[str], doc_keys: Sequence[str]
+    ) -> tuple[int, list[bytes | None], list[bytes | None]]:
+        """Version, ledgers and idempotency documents, read together (one MULTI/EXEC)."""
         pipe = self.client.pipeline(transaction=True)
         pipe.get(self.keys.version)
         pipe.hmget(self.keys.ledgers, list(codes))
-        version, ledgers = pipe.execute()
-        return int(version or 0), list(ledgers)
+        pipe.hmget(self.keys.docs, list(doc_keys))
+        version, ledgers, docs = pipe.execute()
+        return int(version or 0), list(ledgers), list(docs)
 
     def read_doc(self, key: str) -> bytes | None:
         """An idempotency document (JSON), or None."""

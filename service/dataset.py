@@ -32,6 +32,7 @@ from service import policy
 from service.domain import ExternalSanction, Ledger, PointsDecision, Registration, Repair, Status
 from service.idempotency import Doc, points_key
 from service.profile import Profile
+from service.validation import EARLIEST, LATEST
 
 CATEGORIES = {"doctor": 1, "nurse": 2, "technician": 3, "pharmacist": 4, "fee_reviewer": 5, "pharmacy_principal": 6}
 RESPONSIBILITIES = {"general": 1, "important": 2, "main": 3}
@@ -75,9 +76,14 @@ class _Fields:
         if value is None and not required:
             return None
         try:
-            return date.fromisoformat(str(value) if value is not None else "")
-        except (TypeError, ValueError):
-            raise DatasetError(f"{self.where}.{key}: expected a date YYYY-MM-DD, got {value!r}") from None
+            day = date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else None
+        except ValueError:
+            day = None
+        if day is None or not EARLIEST <= day <= LATEST:
+            raise DatasetError(
+                f"{self.where}.{key}: expected a date YYYY-MM-DD from {EARLIEST} to {LATEST}, got {value!r}"
+            )
+        return day
 
     def required_day(self, key: str) -> date:
         day = self.day(key)

@@ -72,10 +72,11 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         items: Sequence[Item],
         response_type: type[R],
         respond: Callable[[dict[str, tuple[Ledger, Derivation]], int], R],
+        batch_key: str | None = None,
     ) -> R:
         caller = Caller(caller_identity(context), method)
         try:
-            result = self.writer.write(caller, items, respond, response_type.FromString)
+            result = self.writer.write(caller, items, respond, response_type.FromString, batch_key=batch_key)
         except GatekeeperError as error:
             abort(context, error)
         assert isinstance(result, response_type)
@@ -115,9 +116,14 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self, request: registry_pb2.RecordPointsRequest, context: grpc.ServicerContext
     ) -> registry_pb2.RecordPointsResponse:
         decision = _valid(validate.points(request, self.codes), context)
+        # effective_on left out means decided_on: the same decision either way.
+        normalized = registry_pb2.RecordPointsRequest()
+        normalized.CopyFrom(request)
+        if not normalized.HasField("effective_on"):
+            normalized.effective_on.CopyFrom(request.decided_on)
         item = Item(
             points_key(decision.decision_no),
-            fingerprint(request),
+            fingerprint(normalized),
             decision.practitioner_code,
             lambda lg: ledger_ops.record_points(lg, decision),
         )
@@ -166,7 +172,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             files = [practitioner_file(lg, d, version) for lg, d in results.values()]
             return registry_pb2.ImportSanctionsResponse(files=files, data_version=version)
 
-        return self._write(context, "ImportSanctions", items, registry_pb2.ImportSanctionsResponse, respond)
+        batch = f"import:{fingerprint(request)}"
+        return self._write(context, "ImportSanctions", items, registry_pb2.ImportSanctionsResponse, respond, batch)
 
     def GetPractitionerFile(
         self, request: registry_pb2.GetPractitionerFileRequest, context: grpc.ServicerContext

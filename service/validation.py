@@ -69,13 +69,23 @@ def check_code(value: str, pattern: re.Pattern[str], path: str, out: Violations,
         out.add(path, f"{value[:40]!r} does not have the shape {pattern.pattern}")
 
 
+# The dates this system can mean: before 1950 no such scheme existed, and date arithmetic (bans of
+# years, suspensions of months) must never leave the calendar.
+EARLIEST = date(1950, 1, 1)
+LATEST = date(2199, 12, 31)
+
+
 def to_date(value: Date, path: str, out: Violations) -> date | None:
     """A complete civil date, or a violation (google.type.Date allows partial dates; we do not)."""
     try:
-        return date(value.year, value.month, value.day)
+        day = date(value.year, value.month, value.day)
     except ValueError:
         out.add(path, f"{value.year:04d}-{value.month:02d}-{value.day:02d} is not a valid calendar date")
         return None
+    if not EARLIEST <= day <= LATEST:
+        out.add(path, f"{day} is outside {EARLIEST} to {LATEST}")
+        return None
+    return day
 
 
 def required_date(message: object, name: str, path: str, out: Violations) -> date | None:

@@ -53,11 +53,20 @@ class Writer:
         self.attempts = attempts
 
     def write(
-        self, caller: Caller, items: Sequence[Item], respond: Respond, parse: Callable[[bytes], Message]
+        self,
+        caller: Caller,
+        items: Sequence[Item],
+        respond: Respond,
+        parse: Callable[[bytes], Message],
+        *,
+        batch_key: str | None = None,
     ) -> Message:
+        """Write ``items`` at once. The first response is stored under the single item's key, or
+        under ``batch_key`` for a batch, and an identical request later gets it back unchanged."""
+        replay_key = batch_key or (items[0].doc_key if len(items) == 1 else None)
         try:
             for attempt in range(self.attempts):
-                result = self._attempt(caller, items, respond, parse)
+                result = self._attempt(caller, items, respond, parse, replay_key, batch_key)
                 if result is not None:
                     return result
                 time.sleep(min(0.001 * 2**attempt, 0.05))  # another write won; read again
@@ -77,13 +86,24 @@ class Writer:
         return ledger, policy.derive(ledger, self.rules), version
 
     def _attempt(
-        self, caller: Caller, items: Sequence[Item], respond: Respond, parse: Callable[[bytes], Message]
+        self,
+        caller: Caller,
+        items: Sequence[Item],
+        respond: Respond,
+        parse: Callable[[bytes], Message],
+        replay_key: str | None,
+        batch_key: str | None,
     ) -> Message | None:
-        pending = self._pending(items)
-        if not pending and len(items) == 1:
-            return parse(Doc.decode(self._doc(items[0].doc_key) or b"").response)  # replay: the first result
+        # Documents, version and ledgers come from one consistent read: if a concurrent identical
+        # request has committed, we see both its document and its effect, never one without the other.
         codes = list(dict.fromkeys(item.code for item in items))
-        version, raws = self.store.read_people(codes)
+        doc_keys = [item.doc_key for item in items] + ([replay_key] if replay_key else [])
+        version, raws, found = self.store.read_for_write(codes, doc_keys)
+        docs_seen = dict(zip(doc_keys, found, strict=True))
+        replayed = _replay(replay_key, batch_key or items[0].fingerprint, docs_seen)
+        if replayed is not None:
+            return parse(replayed)
+        pending = _pending(items, docs_seen)
         new_version = version + 1
         ledgers = {code: decode_ledger(raw) if raw else Ledger(code) for code, raw in zip(codes, raws, strict=True)}
         for item in pending:
@@ -99,25 +119,34 @@ class Writer:
         response = respond(results, new_version)
         body = response.SerializeToString()
         docs = {item.doc_key: Doc(item.fingerprint, item.code, new_version, body).encode() for item in pending}
+        if batch_key is not None:
+            docs[batch_key] = Doc(batch_key, items[0].code, new_version, body).encode()
         writes = [PersonWrite(c, encode_ledger(lg), encode_projection(d)) for c, (lg, d) in results.items()]
         committed = self.store.commit(version, writes, docs)
         return response if committed is not None else None
 
-    def _pending(self, items: Sequence[Item]) -> list[Item]:
-        """Items not yet written; a document number reused with other content is a conflict."""
-        pending = []
-        for item in items:
-            raw = self._doc(item.doc_key)
-            if raw is None:
-                pending.append(item)
-                continue
-            doc = Doc.decode(raw)
-            if doc.fingerprint != item.fingerprint:
-                raise Conflict(_conflict_message(item.doc_key, doc))
-        return pending
 
-    def _doc(self, key: str) -> bytes | None:
-        return self.store.read_doc(key)
+def _replay(key: str | None, fingerprint: str, docs: dict[str, bytes | None]) -> bytes | None:
+    """The stored first response when this exact request was written before."""
+    raw = docs.get(key) if key is not None else None
+    if raw is None:
+        return None
+    doc = Doc.decode(raw)
+    return doc.response if doc.fingerprint == fingerprint and doc.response else None
+
+
+def _pending(items: Sequence[Item], docs: dict[str, bytes | None]) -> list[Item]:
+    """Items not yet written; a document number reused with other content is a conflict."""
+    pending = []
+    for item in items:
+        raw = docs[item.doc_key]
+        if raw is None:
+            pending.append(item)
+            continue
+        doc = Doc.decode(raw)
+        if doc.fingerprint != item.fingerprint:
+            raise Conflict(_conflict_message(item.doc_key, doc))
+    return pending
 
 
 def _conflict_message(key: str, doc: Doc) -> str:

@@ -4,10 +4,18 @@
 -- KEYS: version, people, ledgers, docs, changes
 -- ARGV: expected_version, stream_maxlen, n_people, (code, ledger, projection) * n_people,
 --       n_docs, (doc_key, doc_value) * n_docs
--- Returns {1, new_version} or {0, current_version} when another write came first.
+-- Returns {1, new_version}, or {0, current_version} when another write came first.
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if current ~= tonumber(ARGV[1]) then
   return {0, current}
+end
+-- A document written meanwhile (a concurrent identical request) also sends the caller back to
+-- read again, where it finds the document and replays it instead of applying the change twice.
+local d = 4 + 3 * tonumber(ARGV[3])
+for j = 1, tonumber(ARGV[d]) do
+  if redis.call('HEXISTS', KEYS[4], ARGV[d + 2 * j - 1]) == 1 then
+    return {0, current}
+  end
 end
 local version = current + 1
 redis.call('SET', KEYS[1], version)

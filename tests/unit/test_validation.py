@@ -15,7 +15,7 @@ from gatekeeper.v1 import eligibility_pb2
 from service.decision import Line
 from service.domain import CareType
 from service.profile import load_profile
-from service.validation import Codes, StatusQuery, Violations, check_claim, status_query
+from service.validation import EARLIEST, LATEST, Codes, StatusQuery, Violations, check_claim, status_query
 
 CODES = Codes.of(load_profile("national"))
 MAX_LINES = 1000
@@ -58,15 +58,15 @@ def test_valid_request_returns_lines_in_order() -> None:
             care_type=CareType.EMERGENCY,
             med_type="13",
         ),
-        claim_line("L3", "D" * 30, care_type=CareType.RESCUE, med_type="24", service_date=pb_date(1, 1, 1)),
-        claim_line("x" * 64, "0000", care_type=CareType.ROUTINE, service_date=pb_date(9999, 12, 31)),
+        claim_line("L3", "D" * 30, care_type=CareType.RESCUE, med_type="24", service_date=pb_date(1950, 1, 1)),
+        claim_line("x" * 64, "0000", care_type=CareType.ROUTINE, service_date=pb_date(2199, 12, 31)),
     )
     result = check_claim(req, CODES, MAX_LINES)
     assert result == [
         Line("L1", "D0001", date(2025, 4, 1)),
         Line("L2", "D0002", date(2024, 2, 29), "R0003", CareType.EMERGENCY, "13"),
-        Line("L3", "D" * 30, date(1, 1, 1), "", CareType.RESCUE, "24"),
-        Line("x" * 64, "0000", date(9999, 12, 31), "", CareType.ROUTINE, ""),
+        Line("L3", "D" * 30, date(1950, 1, 1), "", CareType.RESCUE, "24"),
+        Line("x" * 64, "0000", date(2199, 12, 31), "", CareType.ROUTINE, ""),
     ]
     assert all(isinstance(line.care_type, CareType) for line in result)
 
@@ -309,7 +309,7 @@ med_types = st.one_of(st.just(""), st.text(alphabet=string.ascii_letters + strin
 
 @st.composite
 def valid_lines(draw: st.DrawFn, line_id: str) -> eligibility_pb2.ClaimLine:
-    day = draw(st.dates(min_value=date(1, 1, 1), max_value=date(9999, 12, 31)))
+    day = draw(st.dates(min_value=EARLIEST, max_value=LATEST))
     return eligibility_pb2.ClaimLine(
         line_id=line_id,
         practitioner_code=draw(practitioner_codes),
@@ -405,3 +405,13 @@ def test_property_status_query_never_raises(code: str, institution: str, day: tu
         req.date.CopyFrom(Date(year=day[0], month=day[1], day=day[2]))
     result = status_query(req, CODES)
     assert isinstance(result, StatusQuery | Violations)
+
+
+@pytest.mark.parametrize("day", [(1, 1, 1), (1949, 12, 31), (2200, 1, 1), (9999, 12, 31)])
+def test_dates_outside_the_supported_range_are_violations(day: tuple[int, int, int]) -> None:
+    req = eligibility_pb2.CheckClaimRequest(
+        claim_id="C1", institution_code="H12345678901", lines=[claim_line("L1", "D0001", service_date=pb_date(*day))]
+    )
+    result = check_claim(req, CODES, MAX_LINES)
+    assert isinstance(result, Violations)
+    assert [v.field for v in result.items] == ["lines[0].service_date"]
