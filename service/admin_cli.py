@@ -7,24 +7,16 @@ import getpass
 import os
 import pathlib
 from collections.abc import Callable
-from datetime import date
 from typing import Any
 
 import grpc
 from google.protobuf import json_format
 
 from gatekeeper.v1 import enums_pb2, registry_pb2, registry_pb2_grpc
-from service.convert import to_proto_date
+from service.convert import parse_day, to_proto_date
 from service.tables import print_file
 
 TARGET_ENV = "GATEKEEPER_ADMIN_TARGET"
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
 
 
 def add_commands(commands: Any) -> None:
@@ -41,32 +33,32 @@ def add_commands(commands: Any) -> None:
         default="doctor",
         choices=[c.lower() for c in _names(enums_pb2.PractitionerCategory, "PRACTITIONER_CATEGORY_")],
     )
-    p.add_argument("--on", type=_date, required=True, help="registered_on")
+    p.add_argument("--on", type=parse_day, required=True, help="registered_on")
 
     p = sub.add_parser("end", help="end a registration")
     p.add_argument("code")
     p.add_argument("institution")
-    p.add_argument("--on", type=_date, required=True, help="ended_on")
+    p.add_argument("--on", type=parse_day, required=True, help="ended_on")
 
     p = sub.add_parser("points", help="record a points decision")
     p.add_argument("decision_no")
     p.add_argument("code")
     p.add_argument("institution")
     p.add_argument("points", type=int)
-    p.add_argument("--on", type=_date, required=True, help="decided_on")
-    p.add_argument("--effective", type=_date, help="effective_on (default: decided_on)")
+    p.add_argument("--on", type=parse_day, required=True, help="decided_on")
+    p.add_argument("--effective", type=parse_day, help="effective_on (default: decided_on)")
     p.add_argument("--responsibility", default="general", choices=["general", "important", "main"])
     p.add_argument("--violation", default="")
 
     p = sub.add_parser("withdraw", help="withdraw a points decision (appeal upheld)")
     p.add_argument("decision_no")
-    p.add_argument("--on", type=_date, required=True, help="withdrawn_on")
+    p.add_argument("--on", type=parse_day, required=True, help="withdrawn_on")
     p.add_argument("--reason", required=True)
 
     p = sub.add_parser("repair", help="apply a repair")
     p.add_argument("repair_no")
     p.add_argument("code")
-    p.add_argument("--on", type=_date, required=True, help="approved_on")
+    p.add_argument("--on", type=parse_day, required=True, help="approved_on")
     effect = p.add_mutually_exclusive_group(required=True)
     effect.add_argument("--reduce", type=int, help="reduce points")
     effect.add_argument("--shorten-days", type=int, help="shorten the running suspension by days")

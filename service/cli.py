@@ -12,32 +12,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import sys
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 from google.protobuf import json_format
+from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from cache.store import Store, connect
 from gatekeeper.v1 import eligibility_pb2, eligibility_pb2_grpc, enums_pb2
 from service import admin_cli, config
-from service.convert import to_proto_date
+from service.convert import parse_day, to_proto_date, today_in_china
 from service.dataset import DatasetError, read_dataset
 from service.profile import ProfileError, load_profile
 from service.tables import print_decisions, print_status
 
 EMBEDDED_URL_FILE = "redis.url"
-
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
 
 
 def _target_arg(parser: argparse.ArgumentParser, default_port: int, env: str) -> None:
@@ -49,8 +44,6 @@ def _target_arg(parser: argparse.ArgumentParser, default_port: int, env: str) ->
 
 
 def resolve_target(args: argparse.Namespace, default_port: int, env: str) -> str:
-    import os
-
     return str(args.target or os.environ.get(env) or f"127.0.0.1:{default_port}")
 
 
@@ -82,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-i", "--institution", default="H51010500001")
     check.add_argument("-p", "--practitioner", help="practitioner code of a single line")
     check.add_argument("--dispenser", default="")
-    check.add_argument("-d", "--date", type=_date, help="service date of a single line (default today)")
+    check.add_argument("-d", "--date", type=parse_day, help="service date of a single line (default today)")
     check.add_argument("--care", choices=["unspecified", "routine", "emergency", "rescue"], default="unspecified")
     check.add_argument("--med-type", default="")
     check.add_argument("--json", action="store_true", help="print the response as JSON")
@@ -90,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="one person's status")
     _target_arg(status, 50051, "GATEKEEPER_TARGET")
     status.add_argument("code")
-    status.add_argument("-d", "--date", type=_date)
+    status.add_argument("-d", "--date", type=parse_day)
     status.add_argument("-i", "--institution", default="")
 
     admin_cli.add_commands(commands)
@@ -121,8 +114,6 @@ def _claim_from_args(args: argparse.Namespace) -> eligibility_pb2.CheckClaimRequ
         return json_format.Parse(args.file.read_text(encoding="utf-8"), eligibility_pb2.CheckClaimRequest())
     if not args.practitioner:
         raise SystemExit("check: give --file or --practitioner")
-    from service.convert import today_in_china
-
     line = eligibility_pb2.ClaimLine(
         line_id="1",
         practitioner_code=args.practitioner,
@@ -158,7 +149,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from service import app, logs
+    from service import app, logs  # the server stack loads only for `serve`
 
     settings = config.Settings.from_args(args)
     logs.configure(settings.log_level, settings.log_format)
@@ -172,8 +163,6 @@ def report_rpc_error(error: grpc.RpcError) -> None:
     print(f"error: {call.code().name}: {call.details()}", file=sys.stderr)
     if status is None:
         return
-    from google.rpc import error_details_pb2
-
     for detail in status.details:
         for kind in (error_details_pb2.BadRequest, error_details_pb2.PreconditionFailure):
             if detail.Is(kind.DESCRIPTOR):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -21,6 +22,14 @@ def set_date(target: Any, day: date | None) -> None:
     """Fill a google.type.Date field in place; leave it unset for None."""
     if day is not None:
         target.year, target.month, target.day = day.year, day.month, day.day
+
+
+def parse_day(text: str) -> date:
+    """An ISO date for argparse (``type=parse_day``), with a message people understand."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
 
 
 def to_proto_date(day: date) -> Date:
