@@ -102,14 +102,17 @@ class Metrics:
             registry=registry,
         )
         self.profile = Info("gatekeeper_profile", "The active regional profile.", registry=registry)
-        self._decision_children = {(d, r): self.decisions.labels(d.name, r.name) for d in Decision for r in Reason}
+        self._decision_children: dict[tuple[Decision, Reason], Any] = {}  # created on first use
 
     def count_decisions(self, pairs: Iterable[tuple[Decision, Reason]]) -> None:
         tally: dict[tuple[Decision, Reason], int] = {}
         for pair in pairs:
             tally[pair] = tally.get(pair, 0) + 1
         for pair, n in tally.items():
-            self._decision_children[pair].inc(n)
+            child = self._decision_children.get(pair)
+            if child is None:
+                child = self._decision_children[pair] = self.decisions.labels(pair[0].name, pair[1].name)
+            child.inc(n)
 
     def watch_replica(self, version: Callable[[], float], age: Callable[[], float], people: Callable[[], float],
                       ready: Callable[[], float]) -> None:  # fmt: skip
