@@ -138,6 +138,18 @@ class Settings:
     log_format: str
     log_level: str
 
+    def __post_init__(self) -> None:
+        ports = {"port": self.port, "admin_port": self.admin_port or 0, "metrics_port": self.metrics_port}
+        for name, value in ports.items():
+            if not 0 <= value <= 65535:
+                raise ConfigError(f"{SPECS[name].env}: {value} is not a port (0-65535)")
+        positive = {"max_lines": self.max_lines, "workers": self.workers}
+        for name, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"{SPECS[name].env}: must be at least 1, got {value}")
+        if self.min_version_wait_ms < 0:
+            raise ConfigError(f"{SPECS['min_version_wait_ms'].env}: must not be negative")
+
     @classmethod
     def from_args(cls, args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Settings:
         return cls(**resolve(args, environ))
