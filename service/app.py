@@ -28,7 +28,7 @@ from service.eligibility import CheckLimits, EligibilityServicer
 from service.metrics import Metrics, MetricsInterceptor
 from service.profile import Profile, load_profile
 from service.registry import RegistryServicer
-from service.server import admin_services, check_services, create_server, new_health
+from service.server import CHECK_SERVICE, REGISTRY_SERVICE, admin_services, check_services, create_server, new_health
 
 log = logging.getLogger("gatekeeper")
 DEMO_DATA = pathlib.Path(__file__).parent / "demo" / "people.jsonl"
@@ -41,6 +41,10 @@ class Running:
     redis_url: str
     replica: Replica
     _stops: list[Callable[[], None]] = field(default_factory=list)
+
+    def on_stop(self, stop: Callable[[], None]) -> None:
+        """Run ``stop`` when the process stops; the last registered runs first."""
+        self._stops.append(stop)
 
     def stop(self) -> None:
         for stop in reversed(self._stops):
@@ -66,7 +70,7 @@ def _redis(settings: Settings, profile: Profile, running: Running) -> Store:
     if settings.redis_url:
         return Store(connect(settings.redis_url))
     embedded = EmbeddedRedis(pathlib.Path(settings.data_dir) / "redis").start()
-    running._stops.append(embedded.stop)
+    running.on_stop(embedded.stop)
     running.redis_url = embedded.url
     # `gatekeeper load` and friends find the embedded Redis through this file.
     (embedded.data_dir / "redis.url").write_text(embedded.url + "\n")
@@ -81,15 +85,12 @@ def _mark_serving_when_ready(replica: Replica, servicer: health.HealthServicer, 
     def watch() -> None:
         while not stopping.is_set():
             if replica.ready.wait(0.5):
-                for name in ("", *_HEALTH_NAMES):
+                for name in ("", CHECK_SERVICE, REGISTRY_SERVICE):
                     servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
                 log.info("serving", extra={"data_version": replica.state.version})
                 return
 
     threading.Thread(target=watch, name="health-ready", daemon=True).start()
-
-
-_HEALTH_NAMES = ("gatekeeper.v1.EligibilityService", "gatekeeper.v1.RegistryService")
 
 
 def start(settings: Settings, *, registry: CollectorRegistry = REGISTRY) -> Running:
@@ -109,7 +110,7 @@ def _start(settings: Settings, profile: Profile, registry: CollectorRegistry, ru
     replica = running.replica
     follower = Follower(replica, store)
     follower.start()
-    running._stops.append(follower.stop)
+    running.on_stop(follower.stop)
 
     metrics = Metrics(registry)
     metrics.profile.info({"policy_id": profile.policy_id, "name": profile.name})
@@ -121,8 +122,8 @@ def _start(settings: Settings, profile: Profile, registry: CollectorRegistry, ru
     )
     health_servicer = new_health()
     stopping = threading.Event()
-    running._stops.append(stopping.set)
-    running._stops.append(lambda: health_servicer.enter_graceful_shutdown())
+    running.on_stop(stopping.set)
+    running.on_stop(lambda: health_servicer.enter_graceful_shutdown())
     _mark_serving_when_ready(replica, health_servicer, stopping)
     interceptors = [MetricsInterceptor(metrics)]
 
@@ -141,7 +142,7 @@ def _start(settings: Settings, profile: Profile, registry: CollectorRegistry, ru
         interceptors=interceptors,
     )
     check.start()
-    running._stops.append(lambda: _stop_server(check))
+    running.on_stop(lambda: _stop_server(check))
 
     if settings.effective_admin_port:
         registry_servicer = RegistryServicer(store, profile, clock=_now)
@@ -152,11 +153,11 @@ def _start(settings: Settings, profile: Profile, registry: CollectorRegistry, ru
             interceptors=interceptors,
         )
         admin.start()
-        running._stops.append(lambda: _stop_server(admin))
+        running.on_stop(lambda: _stop_server(admin))
 
     if settings.metrics_port:
         http, _thread = metrics.serve_http(settings.metrics_port, settings.host)
-        running._stops.append(http.shutdown)
+        running.on_stop(http.shutdown)
     log.info(
         "gatekeeper started",
         extra={
