@@ -25,10 +25,19 @@ from service.convert import today_in_china
 from service.dataset import read_dataset
 from service.decision_log import DecisionLog
 from service.eligibility import CheckLimits, EligibilityServicer
-from service.metrics import Metrics, MetricsInterceptor
+from service.metrics import Metrics, RpcMetrics
 from service.profile import Profile, load_profile
 from service.registry import RegistryServicer
-from service.server import CHECK_SERVICE, REGISTRY_SERVICE, admin_services, check_services, create_server, new_health
+from service.server import (
+    CHECK_DESCRIPTOR,
+    CHECK_SERVICE,
+    REGISTRY_DESCRIPTOR,
+    REGISTRY_SERVICE,
+    admin_services,
+    check_services,
+    create_server,
+    new_health,
+)
 
 log = logging.getLogger("gatekeeper")
 DEMO_DATA = pathlib.Path(__file__).parent / "demo" / "people.jsonl"
@@ -125,7 +134,7 @@ def _start(settings: Settings, profile: Profile, registry: CollectorRegistry, ru
     running.on_stop(stopping.set)
     running.on_stop(lambda: health_servicer.enter_graceful_shutdown())
     _mark_serving_when_ready(replica, health_servicer, stopping)
-    interceptors = [MetricsInterceptor(metrics)]
+    rpc_metrics = RpcMetrics(metrics)
 
     eligibility = EligibilityServicer(
         replica,
@@ -137,9 +146,8 @@ def _start(settings: Settings, profile: Profile, registry: CollectorRegistry, ru
     )
     check, running.check_port = create_server(
         f"{settings.host}:{settings.port}",
-        check_services(eligibility, health_servicer),
+        check_services(rpc_metrics.instrument(eligibility, CHECK_DESCRIPTOR), health_servicer),
         workers=settings.workers,
-        interceptors=interceptors,
     )
     check.start()
     running.on_stop(lambda: _stop_server(check))
@@ -148,9 +156,8 @@ def _start(settings: Settings, profile: Profile, registry: CollectorRegistry, ru
         registry_servicer = RegistryServicer(store, profile, clock=_now)
         admin, running.admin_port = create_server(
             f"{settings.admin_host}:{settings.effective_admin_port}",
-            admin_services(registry_servicer, health_servicer),
+            admin_services(rpc_metrics.instrument(registry_servicer, REGISTRY_DESCRIPTOR), health_servicer),
             workers=settings.workers,
-            interceptors=interceptors,
         )
         admin.start()
         running.on_stop(lambda: _stop_server(admin))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import functools
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from google.type.date_pb2 import Date
 
 from gatekeeper.v1 import enums_pb2
-from service.domain import Decision, Reason, Status
+from service.domain import Status
 
 CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")  # China keeps no daylight saving time
 
@@ -32,6 +33,12 @@ def parse_day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
 
 
+@functools.lru_cache(maxsize=4096)
+def proto_date(day: date) -> Date:
+    """A shared, read-only google.type.Date for ``day``: callers copy it, never change it."""
+    return to_proto_date(day)
+
+
 def to_proto_date(day: date) -> Date:
     return Date(year=day.year, month=day.month, day=day.day)
 
@@ -44,11 +51,3 @@ def from_proto_date(value: Date) -> date:
 # only tell the type checker so.
 def status_value(status: Status) -> enums_pb2.PractitionerStatus.ValueType:
     return enums_pb2.PractitionerStatus.ValueType(int(status))
-
-
-def decision_value(decision: Decision) -> enums_pb2.Decision.ValueType:
-    return enums_pb2.Decision.ValueType(int(decision))
-
-
-def reason_value(reason: Reason) -> enums_pb2.Reason.ValueType:
-    return enums_pb2.Reason.ValueType(int(reason))

@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import grpc
 
 from cache.replica import Replica, ReplicaState
 from gatekeeper.v1 import eligibility_pb2, eligibility_pb2_grpc
-from service.convert import decision_value, reason_value, set_date, status_value
+from service.convert import proto_date, set_date, status_value
 from service.decision import Line, Outcome, decide_line
 from service.decision_log import DecisionLog
 from service.domain import Status
@@ -61,8 +62,9 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         response = eligibility_pb2.CheckClaimResponse(
             claim_id=request.claim_id, data_version=state.version, policy_id=self.profile.policy_id
         )
+        decisions = response.decisions
         for line, outcome in zip(lines, outcomes, strict=True):
-            _fill_decision(response.decisions.add(), line, outcome)
+            _add_decision(decisions, line, outcome)
         self.metrics.claim_lines.observe(len(lines))
         self.metrics.count_decisions((o.decision, o.reason) for o in outcomes)
         self.decision_log.record(request.claim_id, institution, lines, outcomes, state.version, self.profile.policy_id)
@@ -110,14 +112,25 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         return replica.state, False
 
 
-def _fill_decision(target: eligibility_pb2.LineDecision, line: Line, outcome: Outcome) -> None:
-    target.line_id = line.line_id
-    target.decision = decision_value(outcome.decision)
-    target.reason = reason_value(outcome.reason)
-    target.practitioner_code = outcome.practitioner_code
-    target.message = outcome.message
+def _add_decision(decisions: Any, line: Line, outcome: Outcome) -> None:
+    """Append one LineDecision in a single call (the hot loop: fields as keyword arguments)."""
     window = outcome.window
-    if window is not None:
-        target.status = status_value(window.status)
-        set_date(target.status_since, window.since)
-        set_date(target.status_until, window.until)
+    if window is None:
+        decisions.add(
+            line_id=line.line_id,
+            decision=outcome.decision,
+            reason=outcome.reason,
+            practitioner_code=outcome.practitioner_code,
+            message=outcome.message,
+        )
+        return
+    decisions.add(
+        line_id=line.line_id,
+        decision=outcome.decision,
+        reason=outcome.reason,
+        practitioner_code=outcome.practitioner_code,
+        status=window.status,
+        status_since=proto_date(window.since) if window.since else None,
+        status_until=proto_date(window.until) if window.until else None,
+        message=outcome.message,
+    )

@@ -24,6 +24,9 @@ class StatusWindow:
     cause: str = ""
 
 
+ALWAYS_NORMAL = StatusWindow(Status.NORMAL, None, None)
+
+
 @dataclass(frozen=True, slots=True)
 class PersonView:
     code: str
@@ -47,6 +50,8 @@ class PersonView:
 
     def status_on(self, day: date) -> StatusWindow:
         """The status on ``day``; a normal window runs between the neighbouring periods."""
+        if not self.periods:  # most people: never sanctioned
+            return ALWAYS_NORMAL
         i = bisect_right(self.starts, day) - 1
         if i >= 0:
             period = self.periods[i]
@@ -57,4 +62,7 @@ class PersonView:
         return StatusWindow(Status.NORMAL, since, until)
 
     def registered_at(self, institution_code: str, day: date) -> bool:
-        return any(span.covers(day) for span in self.registrations.get(institution_code, ()))
+        for span in self.registrations.get(institution_code, ()):
+            if span.since <= day and (span.until is None or day < span.until):
+                return True
+        return False

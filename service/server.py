@@ -17,8 +17,10 @@ from grpc_reflection.v1alpha import reflection
 from gatekeeper.v1 import eligibility_pb2, eligibility_pb2_grpc, registry_pb2, registry_pb2_grpc
 from service.eligibility import EligibilityServicer
 
-CHECK_SERVICE = eligibility_pb2.DESCRIPTOR.services_by_name["EligibilityService"].full_name
-REGISTRY_SERVICE = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
+CHECK_DESCRIPTOR = eligibility_pb2.DESCRIPTOR.services_by_name["EligibilityService"]
+REGISTRY_DESCRIPTOR = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]
+CHECK_SERVICE = CHECK_DESCRIPTOR.full_name
+REGISTRY_SERVICE = REGISTRY_DESCRIPTOR.full_name
 
 # Both sides keep HTTP/2 connections healthy through idle periods and load balancers.
 SERVER_OPTIONS: Sequence[tuple[str, Any]] = (
@@ -35,12 +37,10 @@ def create_server(
     register: Callable[[grpc.Server], None],
     *,
     workers: int = 16,
-    interceptors: Sequence[grpc.ServerInterceptor[Any, Any]] = (),
 ) -> tuple[grpc.Server, int]:
     """A started-not-yet server bound to ``address`` (port 0 picks a free one); returns the port."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
-        interceptors=list(interceptors),
         options=SERVER_OPTIONS,
     )
     register(server)

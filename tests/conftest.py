@@ -18,6 +18,7 @@ import grpc
 import pytest
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import settings
 from prometheus_client import CollectorRegistry
 
 from cache.embedded import EmbeddedRedis, free_port
@@ -27,6 +28,12 @@ from service import app
 from service.config import Settings
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+# CI explores the same examples every run (a red build must be reproducible); developers' runs
+# keep exploring new ones. Either way no example has a wall-clock deadline.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 @pytest.fixture(scope="session")

@@ -121,7 +121,17 @@ def ledgers(*, with_sanctions: bool = True, with_repairs: bool = True) -> st.Sea
 
 
 def _local_sanction_free(ledger: Ledger) -> Ledger:
-    return dataclasses.replace(ledger, sanctions=())
+    """The ledger without external periods, keeping what they did locally: a repair approved
+    during an external termination is ignored (docs/policy.md decision 8), so drop it too."""
+
+    def externally_terminated(day: date) -> bool:
+        return any(
+            s.status is Status.TERMINATED and s.start <= day and (s.end is None or day < s.end)
+            for s in ledger.sanctions
+        )
+
+    repairs = tuple(r for r in ledger.repairs if not externally_terminated(r.approved_on))
+    return dataclasses.replace(ledger, sanctions=(), repairs=repairs)
 
 
 def _check_timeline_shape(d: Derivation) -> None:
