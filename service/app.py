@@ -144,23 +144,20 @@ def _start(settings: Settings, profile: Profile, registry: CollectorRegistry, ru
         decision_log=DecisionLog(settings.decision_log),
         today=today_in_china,
     )
-    check, running.check_port = create_server(
+    running.check_port = _serve(
+        running,
         f"{settings.host}:{settings.port}",
         check_services(rpc_metrics.instrument(eligibility, CHECK_DESCRIPTOR), health_servicer),
-        workers=settings.workers,
+        settings.workers,
     )
-    check.start()
-    running.on_stop(lambda: _stop_server(check))
-
     if settings.effective_admin_port:
         registry_servicer = RegistryServicer(store, profile, clock=_now)
-        admin, running.admin_port = create_server(
+        running.admin_port = _serve(
+            running,
             f"{settings.admin_host}:{settings.effective_admin_port}",
             admin_services(rpc_metrics.instrument(registry_servicer, REGISTRY_DESCRIPTOR), health_servicer),
-            workers=settings.workers,
+            settings.workers,
         )
-        admin.start()
-        running.on_stop(lambda: _stop_server(admin))
 
     if settings.metrics_port:
         http, _thread = metrics.serve_http(settings.metrics_port, settings.host)
@@ -175,6 +172,14 @@ def _start(settings: Settings, profile: Profile, registry: CollectorRegistry, ru
             "policy_id": profile.policy_id,
         },
     )
+
+
+def _serve(running: Running, address: str, register: Callable[[grpc.Server], None], workers: int) -> int:
+    """Start a gRPC server that stops with the process; returns its port."""
+    server, port = create_server(address, register, workers=workers)
+    server.start()
+    running.on_stop(lambda: _stop_server(server))
+    return port
 
 
 def _stop_server(server: grpc.Server, grace: float = 5.0) -> None:

@@ -115,22 +115,19 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
 def _add_decision(decisions: Any, line: Line, outcome: Outcome) -> None:
     """Append one LineDecision in a single call (the hot loop: fields as keyword arguments)."""
     window = outcome.window
-    if window is None:
-        decisions.add(
-            line_id=line.line_id,
-            decision=outcome.decision,
-            reason=outcome.reason,
-            practitioner_code=outcome.practitioner_code,
-            message=outcome.message,
-        )
-        return
+    if window is None:  # nothing known of the person: no status, no window
+        status, since, until = None, None, None
+    else:
+        status = window.status
+        since = proto_date(window.since) if window.since else None
+        until = proto_date(window.until) if window.until else None
     decisions.add(
         line_id=line.line_id,
         decision=outcome.decision,
         reason=outcome.reason,
         practitioner_code=outcome.practitioner_code,
-        status=window.status,
-        status_since=proto_date(window.since) if window.since else None,
-        status_until=proto_date(window.until) if window.until else None,
+        status=status,
+        status_since=since,
+        status_until=until,
         message=outcome.message,
     )
