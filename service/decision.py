@@ -6,7 +6,7 @@ Semantics are those of docs/api-contract (shared) "Decision semantics"; see docs
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -163,3 +163,24 @@ def _describe_window(window: StatusWindow) -> str:
         return f"{word} since {since}"
     last = (window.until - timedelta(days=1)).isoformat()
     return f"{word} from {since} through {last}"
+
+
+def decide_claim(
+    lines: Sequence[Line],
+    institution_code: str,
+    people: Mapping[str, PersonView],
+    profile: Profile,
+    *,
+    stale: bool = False,
+) -> list[Outcome]:
+    """Every line's outcome, in order. A claim repeats its few people and dates, so equal lines
+    are decided once (an outcome never depends on the line id)."""
+    memo: dict[tuple[str, str, date, CareType, str], Outcome] = {}
+    outcomes = []
+    for line in lines:
+        key = (line.practitioner_code, line.dispenser_code, line.service_date, line.care_type, line.med_type)
+        outcome = memo.get(key)
+        if outcome is None:
+            outcome = memo[key] = decide_line(line, institution_code, people, profile, stale=stale)
+        outcomes.append(outcome)
+    return outcomes

@@ -16,7 +16,7 @@ import grpc
 from cache.replica import Replica, ReplicaState
 from gatekeeper.v1 import eligibility_pb2, eligibility_pb2_grpc
 from service.convert import proto_date, set_date, status_value
-from service.decision import Line, Outcome, decide_line
+from service.decision import Line, Outcome, decide_claim
 from service.decision_log import DecisionLog
 from service.domain import Status
 from service.errors import InvalidRequest, StoreUnavailable, abort
@@ -58,7 +58,7 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
             abort(context, InvalidRequest(lines.items))
         state, stale = self._state_for(request.min_data_version)
         institution = request.institution_code
-        outcomes = [decide_line(line, institution, state.people, self.profile, stale=stale) for line in lines]
+        outcomes = decide_claim(lines, institution, state.people, self.profile, stale=stale)
         response = eligibility_pb2.CheckClaimResponse(
             claim_id=request.claim_id, data_version=state.version, policy_id=self.profile.policy_id
         )

@@ -11,8 +11,10 @@ import re
 from datetime import date
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from service.decision import Line, Outcome, decide_line
+from service.decision import Line, Outcome, decide_claim, decide_line
 from service.domain import CareType, Decision, Derivation, Period, Reason, RegistrationSpan, Status
 from service.profile import Profile, UnknownRules, load_profile
 from service.projection import PersonView, StatusWindow
@@ -769,3 +771,23 @@ def test_suspension_never_improves_an_unregistered_line(profile: str) -> None:
     suspended_view = person(PRESCRIBER, (SUSPENSION,), elsewhere)
     suspended = decide_line(line("emergency"), HOSPITAL, {PRESCRIBER: suspended_view}, PROFILES[profile])
     assert DECISION_SEVERITY[suspended.decision] >= DECISION_SEVERITY[normal.decision], suspended
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([PRESCRIBER, "D5401020009", DISPENSER]),
+            st.sampled_from(["", DISPENSER]),
+            st.dates(min_value=date(2025, 3, 1), max_value=date(2025, 6, 1)),
+            st.sampled_from(list(CareType)),
+            st.sampled_from(["", "13"]),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_decide_claim_equals_deciding_each_line(rows: list[tuple[str, str, date, CareType, str]]) -> None:
+    people = {PRESCRIBER: person(PRESCRIBER, (SUSPENSION,), (registered(HOSPITAL),))}
+    lines = [Line(str(i), p, day, d, care, med) for i, (p, d, day, care, med) in enumerate(rows)]
+    profile = PROFILES["xizang"]
+    assert decide_claim(lines, HOSPITAL, people, profile) == [decide_line(x, HOSPITAL, people, profile) for x in lines]
