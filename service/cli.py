@@ -180,6 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except grpc.RpcError as error:
         report_rpc_error(error)
         return 1
+    except BrokenPipeError:  # output piped into `head` and friends: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (config.ConfigError, ProfileError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
