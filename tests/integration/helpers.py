@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from cache.codec import encode_ledger, encode_projection
 from cache.store import PersonWrite
-from gatekeeper.v1 import eligibility_pb2, enums_pb2
+from gatekeeper.v1 import eligibility_pb2, enums_pb2, registry_pb2
 from service import app, cli, policy
 from service.dataset import parse_person
 from service.profile import PROFILE_DIR, load_profile
@@ -231,3 +231,15 @@ def stop_server(server: Server) -> None:
 def scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         return str(response.read().decode("utf-8"))
+
+
+def loaded_points_again() -> registry_pb2.RecordPointsRequest:
+    """RecordPoints for the decision number DATASET_A loads (XZ-A-001): the load owns that number."""
+    return registry_pb2.RecordPointsRequest(
+        decision_no="XZ-A-001",
+        practitioner_code=SUSPENDED,
+        institution_code=HOSPITAL,
+        points=9,
+        responsibility=enums_pb2.RESPONSIBILITY_MAIN,
+        decided_on=Date(year=2025, month=3, day=10),
+    )

@@ -30,6 +30,7 @@ from tests.integration.helpers import (
     UNKNOWN,
     check,
     load,
+    loaded_points_again,
     outcomes,
     poll,
     write_dataset,
@@ -92,17 +93,7 @@ def test_loaded_decision_numbers_are_indexed_for_admin_writes(
 
     # Recording a loaded number again is ALREADY_EXISTS: the load wrote it.
     with pytest.raises(grpc.RpcError) as error:
-        gatekeeper.admin.RecordPoints(
-            registry_pb2.RecordPointsRequest(
-                decision_no="XZ-A-001",
-                practitioner_code=SUSPENDED,
-                institution_code=HOSPITAL,
-                points=9,
-                responsibility=enums_pb2.RESPONSIBILITY_MAIN,
-                decided_on=Date(year=2025, month=3, day=10),
-            ),
-            timeout=10,
-        )
+        gatekeeper.admin.RecordPoints(loaded_points_again(), timeout=10)
     assert error.value.code() == grpc.StatusCode.ALREADY_EXISTS
 
     # Withdrawing it finds the owner through the loaded index and lifts the suspension.

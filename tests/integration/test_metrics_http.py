@@ -7,11 +7,10 @@ from collections.abc import Callable
 
 import grpc
 import pytest
-from google.type.date_pb2 import Date
 from prometheus_client.parser import text_string_to_metric_families
 
 from cache.embedded import free_port
-from gatekeeper.v1 import eligibility_pb2, enums_pb2, registry_pb2
+from gatekeeper.v1 import eligibility_pb2, enums_pb2
 from tests.integration.helpers import (
     CLEAN,
     DATASET_A,
@@ -25,6 +24,7 @@ from tests.integration.helpers import (
     Server,
     check,
     load,
+    loaded_points_again,
     scrape,
     write_dataset,
 )
@@ -77,17 +77,7 @@ def test_metrics_after_some_calls(metered: tuple[Server, int]) -> None:
     )
     # An admin write refused as a duplicate of a loaded decision number: AlreadyExists.
     with pytest.raises(grpc.RpcError) as error:
-        gk.admin.RecordPoints(
-            registry_pb2.RecordPointsRequest(
-                decision_no="XZ-A-001",
-                practitioner_code=SUSPENDED,
-                institution_code=HOSPITAL,
-                points=9,
-                responsibility=enums_pb2.RESPONSIBILITY_MAIN,
-                decided_on=Date(year=2025, month=3, day=10),
-            ),
-            timeout=10,
-        )
+        gk.admin.RecordPoints(loaded_points_again(), timeout=10)
     assert error.value.code() == grpc.StatusCode.ALREADY_EXISTS
 
     text = scrape(port)
