@@ -43,10 +43,6 @@ def to_proto_date(day: date) -> Date:
     return Date(year=day.year, month=day.month, day=day.day)
 
 
-def from_proto_date(value: Date) -> date:
-    return date(value.year, value.month, value.day)
-
-
 # The domain enums share the proto numbers (tests/unit/test_enums_match_proto.py); these casts
 # only tell the type checker so.
 def status_value(status: Status) -> enums_pb2.PractitionerStatus.ValueType:

@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
-import redis
 from google.protobuf.message import Message
 
 from cache.store import Store
@@ -18,10 +17,9 @@ from gatekeeper.v1 import registry_pb2, registry_pb2_grpc
 from service import admin_validation as validate
 from service import ledger_ops
 from service.domain import Derivation, Ledger
-from service.errors import GatekeeperError, InvalidRequest, NotFound, Refused, StoreUnavailable, abort
+from service.errors import GatekeeperError, InvalidRequest, NotFound, Refused, abort
 from service.files import practitioner_file
 from service.idempotency import (
-    Doc,
     end_key,
     fingerprint,
     points_key,
@@ -63,7 +61,6 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self.profile = profile
         self.codes = Codes.of(profile)
         self.writer = Writer(store, profile.points, clock)
-        self.store = store
 
     def _write(
         self,
@@ -192,12 +189,12 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
 
     def _owner_of(self, decision_no: str, context: grpc.ServicerContext) -> str:
         try:
-            raw = self.store.read_doc(points_key(decision_no))
-        except redis.RedisError as exc:
-            abort(context, StoreUnavailable(f"the status store is unavailable ({type(exc).__name__})"))
-        if raw is None:
+            owner = self.writer.owner_of(points_key(decision_no))
+        except GatekeeperError as error:
+            abort(context, error)
+        if owner is None:
             abort(context, Refused(f"No points decision {decision_no} is on file.", decision_no, "UNKNOWN_DECISION"))
-        return Doc.decode(raw).code
+        return owner
 
 
 def _adder(sanction: Any) -> Callable[[Ledger], Ledger]:

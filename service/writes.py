@@ -7,9 +7,10 @@ one read, else start over. Agency writes are rare next to checks, so retries sta
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import redis
@@ -45,6 +46,16 @@ class Caller:
     method: str
 
 
+@contextlib.contextmanager
+def store_errors() -> Iterator[None]:
+    """Redis failures become the one domain error callers are told to retry."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        log.warning("status store call failed: %s", exc)
+        raise StoreUnavailable(f"the status store is unavailable ({type(exc).__name__}); retry") from exc
+
+
 class Writer:
     def __init__(self, store: Store, rules: PointsRules, clock: Callable[[], str], *, attempts: int = 50) -> None:
         self.store = store
@@ -64,26 +75,27 @@ class Writer:
         """Write ``items`` at once. The first response is stored under the single item's key, or
         under ``batch_key`` for a batch, and an identical request later gets it back unchanged."""
         replay_key = batch_key or (items[0].doc_key if len(items) == 1 else None)
-        try:
+        with store_errors():
             for attempt in range(self.attempts):
                 result = self._attempt(caller, items, respond, parse, replay_key, batch_key)
                 if result is not None:
                     return result
                 time.sleep(min(0.001 * 2**attempt, 0.05))  # another write won; read again
-        except redis.RedisError as exc:
-            log.warning("write failed: %s", exc)
-            raise StoreUnavailable(f"the status store is unavailable ({type(exc).__name__}); retry the write") from exc
         raise StoreUnavailable("too many concurrent writes; retry the write")
 
     def read(self, code: str) -> tuple[Ledger, Derivation, int] | None:
-        try:
+        with store_errors():
             version, raw = self.store.read_person(code)
-        except redis.RedisError as exc:
-            raise StoreUnavailable(f"the status store is unavailable ({type(exc).__name__})") from exc
         if raw is None:
             return None
         ledger = decode_ledger(raw)
         return ledger, policy.derive(ledger, self.rules), version
+
+    def owner_of(self, doc_key: str) -> str | None:
+        """The practitioner a document number belongs to, or None when it is not on file."""
+        with store_errors():
+            raw = self.store.read_doc(doc_key)
+        return None if raw is None else Doc.decode(raw).code
 
     def _attempt(
         self,

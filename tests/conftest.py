@@ -104,7 +104,7 @@ def wait_serving(port: int, timeout: float = 20.0) -> None:
     raise TimeoutError(f"gatekeeper on port {port} did not become SERVING")
 
 
-def _connect(check_port: int, admin_port: int) -> Gatekeeper:
+def connect_gatekeeper(check_port: int, admin_port: int) -> Gatekeeper:
     return Gatekeeper(
         check_port,
         admin_port,
@@ -121,7 +121,7 @@ def start_gatekeeper(redis_url: str) -> Iterator[Callable[..., Gatekeeper]]:
     def start(**overrides: object) -> Gatekeeper:
         handle = app.start(make_settings(redis_url, **overrides), registry=CollectorRegistry())
         wait_serving(handle.check_port)
-        gk = _connect(handle.check_port, handle.admin_port)
+        gk = connect_gatekeeper(handle.check_port, handle.admin_port)
         running.append((handle, gk))
         return gk
 
@@ -157,7 +157,7 @@ def spawn_gatekeeper(redis_url: str, tmp_path: pathlib.Path) -> Iterator[Callabl
         process = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "serve"], cwd=ROOT, env=environ, stdout=log, stderr=log
         )
-        gk = _connect(int(environ["GATEKEEPER_PORT"]), int(environ["GATEKEEPER_ADMIN_PORT"]))
+        gk = connect_gatekeeper(int(environ["GATEKEEPER_PORT"]), int(environ["GATEKEEPER_ADMIN_PORT"]))
         processes.append((process, gk))
         if wait:
             wait_serving(gk.check_port)

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import grpc
 import pytest
 from prometheus_client import CollectorRegistry
 
 from cache.embedded import EmbeddedRedis
 from service import app
-from tests.conftest import Gatekeeper, make_settings, wait_serving
+from tests.conftest import Gatekeeper, connect_gatekeeper, make_settings, wait_serving
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +30,7 @@ def module_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
 @pytest.fixture(scope="module")
 def shared_gatekeeper(module_redis: EmbeddedRedis) -> Iterator[Gatekeeper]:
     handle = app.start(make_settings(module_redis.url), registry=CollectorRegistry())
-    gk = Gatekeeper(
-        handle.check_port,
-        handle.admin_port,
-        grpc.insecure_channel(f"127.0.0.1:{handle.check_port}"),
-        grpc.insecure_channel(f"127.0.0.1:{handle.admin_port}"),
-    )
+    gk = connect_gatekeeper(handle.check_port, handle.admin_port)
     try:
         wait_serving(handle.check_port)
         yield gk

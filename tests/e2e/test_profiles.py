@@ -5,14 +5,13 @@ from __future__ import annotations
 import pathlib
 from collections.abc import Callable
 
-import grpc
 from prometheus_client import CollectorRegistry
 
 from cache.embedded import EmbeddedRedis
 from gatekeeper.v1 import enums_pb2
 from service import app
 from service.profile import resolve_path
-from tests.conftest import Gatekeeper, make_settings, wait_serving
+from tests.conftest import Gatekeeper, connect_gatekeeper, make_settings, wait_serving
 from tests.e2e.builders import (
     HOSPITAL,
     OTHER_HOSPITAL,
@@ -91,12 +90,7 @@ def test_redis_gone_longer_than_the_staleness_bound_means_review(tmp_path: pathl
     profile.write_text(text, encoding="utf-8")
     redis_server = EmbeddedRedis(tmp_path / "redis", appendonly=True).start()  # AOF: the data survives the restart
     handle = app.start(make_settings(redis_server.url, profile=str(profile)), registry=CollectorRegistry())
-    gk = Gatekeeper(
-        handle.check_port,
-        handle.admin_port,
-        grpc.insecure_channel(f"127.0.0.1:{handle.check_port}"),
-        grpc.insecure_channel(f"127.0.0.1:{handle.admin_port}"),
-    )
+    gk = connect_gatekeeper(handle.check_port, handle.admin_port)
     try:
         wait_serving(handle.check_port)
         code = new_code()
