@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any, TypeVar
 
-from service.domain import (
+from domain.values import (
     AuditEntry,
     Derivation,
     ExternalSanction,

@@ -20,7 +20,7 @@ import immutables
 
 from cache.codec import decode_projection
 from cache.store import Snapshot, StreamEntry
-from service.projection import PersonView
+from domain.projection import PersonView
 
 log = logging.getLogger("gatekeeper.replica")
 

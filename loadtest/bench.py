@@ -256,7 +256,7 @@ def child_env(**extra: str) -> dict[str, str]:
 
 def gatekeeper_command() -> list[str]:
     script = pathlib.Path(sys.executable).parent / "gatekeeper"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "service.cli.main"]
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

@@ -20,14 +20,14 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from cache.embedded import EmbeddedRedis
 from cache.replica import Follower, Replica
 from cache.store import Store, connect
+from service.check.decision_log import DecisionLog
+from service.check.servicer import CheckLimits, EligibilityServicer
 from service.config import Settings
 from service.convert import today_in_china
-from service.dataset import read_dataset
-from service.decision_log import DecisionLog
-from service.eligibility import CheckLimits, EligibilityServicer
 from service.metrics import Metrics, RpcMetrics
-from service.profile import Profile, load_profile
-from service.registry import RegistryServicer
+from service.registry.dataset import read_dataset
+from service.registry.servicer import RegistryServicer
+from service.rules.profile import Profile, load_profile
 from service.server import (
     CHECK_DESCRIPTOR,
     CHECK_SERVICE,

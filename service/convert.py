@@ -9,8 +9,8 @@ from typing import Any
 
 from google.type.date_pb2 import Date
 
+from domain.values import Status
 from gatekeeper.v1 import enums_pb2
-from service.domain import Status
 
 CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")  # China keeps no daylight saving time
 

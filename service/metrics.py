@@ -14,7 +14,7 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
-from service.domain import Decision, Reason
+from domain.values import Decision, Reason
 
 # grpc_code label values as Go's codes.Code.String() spells them, so go-grpc-prometheus
 # dashboards and alert rules work unchanged.

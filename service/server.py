@@ -15,7 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gatekeeper.v1 import eligibility_pb2, eligibility_pb2_grpc, registry_pb2, registry_pb2_grpc
-from service.eligibility import EligibilityServicer
+from service.check.servicer import EligibilityServicer
 
 CHECK_DESCRIPTOR = eligibility_pb2.DESCRIPTOR.services_by_name["EligibilityService"]
 REGISTRY_DESCRIPTOR = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]

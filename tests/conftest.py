@@ -155,7 +155,7 @@ def spawn_gatekeeper(redis_url: str, tmp_path: pathlib.Path) -> Iterator[Callabl
         }
         log = open(tmp_path / f"serve-{check_port}.log", "wb")  # noqa: SIM115 (closed with the process)
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve"], cwd=ROOT, env=environ, stdout=log, stderr=log
+            [sys.executable, "-m", "service.cli.main", "serve"], cwd=ROOT, env=environ, stdout=log, stderr=log
         )
         gk = connect_gatekeeper(int(environ["GATEKEEPER_PORT"]), int(environ["GATEKEEPER_ADMIN_PORT"]))
         processes.append((process, gk))

@@ -7,7 +7,7 @@ import pathlib
 
 import pytest
 
-from service import cli
+from service.cli import main as cli
 from tests.conftest import Gatekeeper
 from tests.e2e.builders import HOSPITAL, dated_claim, file_request, new_code, new_doc, points, register
 

@@ -15,7 +15,7 @@ import grpc
 import pytest
 
 from cache.embedded import EmbeddedRedis
-from service import cli
+from service.cli import main as cli
 from tests.conftest import Gatekeeper
 from tests.e2e.builders import (
     HOSPITAL,

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from cache.embedded import EmbeddedRedis
 from gatekeeper.v1 import enums_pb2
 from service import app
-from service.profile import resolve_path
+from service.rules.profile import resolve_path
 from tests.conftest import Gatekeeper, connect_gatekeeper, make_settings, wait_serving
 from tests.e2e.builders import (
     HOSPITAL,

@@ -70,7 +70,7 @@ def served(module_redis: EmbeddedRedis, tmp_path_factory: pytest.TempPathFactory
     log = tmp / "serve.log"
     with open(log, "wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve"], cwd=ROOT, env=env, stdout=sink, stderr=sink
+            [sys.executable, "-m", "service.cli.main", "serve"], cwd=ROOT, env=env, stdout=sink, stderr=sink
         )
     gk = Served(
         check_port,

@@ -24,9 +24,11 @@ from prometheus_client import CollectorRegistry
 from cache.codec import encode_ledger, encode_projection
 from cache.store import PersonWrite
 from gatekeeper.v1 import eligibility_pb2, enums_pb2, registry_pb2
-from service import app, cli, policy
-from service.dataset import parse_person
-from service.profile import PROFILE_DIR, load_profile
+from service import app
+from service.cli import main as cli
+from service.registry.dataset import parse_person
+from service.rules import engine as policy
+from service.rules.profile import PROFILE_DIR, load_profile
 from tests.conftest import Gatekeeper, make_settings
 
 T = TypeVar("T")

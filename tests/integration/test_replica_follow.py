@@ -11,8 +11,8 @@ import pytest
 
 from cache.replica import Follower, Replica, ReplicaState, person_view
 from cache.store import Snapshot, Store, connect
-from service.dataset import Dataset, read_dataset
-from service.domain import Status
+from domain.values import Status
+from service.registry.dataset import Dataset, read_dataset
 from tests.integration.helpers import (
     CLEAN,
     DATASET_A,

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from cache.store import PersonWrite, Store, connect
-from service.dataset import Dataset, read_dataset
-from service.idempotency import Doc, points_key
+from service.registry.dataset import Dataset, read_dataset
+from service.registry.idempotency import Doc, points_key
 from tests.integration.helpers import (
     CLEAN,
     DATASET_A,

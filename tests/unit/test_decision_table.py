@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.decision import Line, Outcome, decide_claim, decide_line
-from service.domain import CareType, Decision, Derivation, Period, Reason, RegistrationSpan, Status
-from service.profile import Profile, UnknownRules, load_profile
-from service.projection import PersonView, StatusWindow
+from domain.projection import PersonView, StatusWindow
+from domain.values import CareType, Decision, Derivation, Period, Reason, RegistrationSpan, Status
+from service.check.decision import Line, Outcome, decide_claim, decide_line
+from service.rules.profile import Profile, UnknownRules, load_profile
 
 ALLOW, REJECT, REVIEW = Decision.ALLOW, Decision.REJECT, Decision.REVIEW
 EMERGENCY, RESCUE = Reason.EMERGENCY_EXCEPTION, Reason.RESCUE_EXCEPTION

@@ -11,8 +11,8 @@ import enum
 
 import pytest
 
+from domain.values import CareType, Decision, Reason, Status
 from gatekeeper.v1 import enums_pb2
-from service.domain import CareType, Decision, Reason, Status
 
 # domain enum, proto enum name, proto value prefix, whether the Python enum keeps UNSPECIFIED = 0
 PAIRS = [

@@ -14,9 +14,9 @@ from typing import TypeVar
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.domain import Derivation, ExternalSanction, Ledger, PointsDecision, Registration, Repair, Status
-from service.policy import add_months, add_years, derive, registration_refusal, repair_refusal, status_on
-from service.profile import load_profile
+from domain.values import Derivation, ExternalSanction, Ledger, PointsDecision, Registration, Repair, Status
+from service.rules.engine import add_months, add_years, derive, registration_refusal, repair_refusal, status_on
+from service.rules.profile import load_profile
 
 RULES = load_profile("xizang").points
 CODE = "D540102000123"

@@ -1,4 +1,4 @@
-"""Example tests of the policy engine (``service.policy``), one group per rule of policy-rules.md.
+"""Example tests of the policy engine (``service.rules.engine``), one group per rule of policy-rules.md.
 
 Every expected date below is worked out by hand from the rules (and docs/policy.md for the cases the
 rules leave open), never read back from the code. Profile: Tibet unless a test says otherwise.
@@ -10,8 +10,8 @@ from datetime import date
 
 import pytest
 
-from service.decision import Line, Outcome, decide_line
-from service.domain import (
+from domain.projection import PersonView
+from domain.values import (
     CareType,
     Decision,
     Derivation,
@@ -25,9 +25,9 @@ from service.domain import (
     Repair,
     Status,
 )
-from service.policy import add_months, add_years, derive, registration_refusal, repair_refusal, status_on
-from service.profile import PointsRules, Profile, load_profile
-from service.projection import PersonView
+from service.check.decision import Line, Outcome, decide_line
+from service.rules.engine import add_months, add_years, derive, registration_refusal, repair_refusal, status_on
+from service.rules.profile import PointsRules, Profile, load_profile
 
 XIZANG = load_profile("xizang")
 NATIONAL = load_profile("national")
@@ -693,7 +693,7 @@ def test_rule9_repairs_refused_during_external_termination() -> None:
     assert repair_refusal(ledger(*facts), shorten("s", D(2025, 3, 20), 5), RULES) is None
 
 
-# --- Rule 10: exceptions are read off the profile (decided by service.decision) --------------------------------------
+# --- Rule 10: exceptions are read off the profile (decided by service.check.decision) --------------------------------------
 
 
 def test_rule10_termination_exception_is_regional() -> None:

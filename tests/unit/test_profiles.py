@@ -8,8 +8,8 @@ import re
 import pydantic
 import pytest
 
-from service.domain import CareType, Decision
-from service.profile import PROFILE_DIR, Profile, ProfileError, load_profile, resolve_path
+from domain.values import CareType, Decision
+from service.rules.profile import PROFILE_DIR, Profile, ProfileError, load_profile, resolve_path
 
 NATIONAL_TEXT = (PROFILE_DIR / "national.toml").read_text(encoding="utf-8")
 

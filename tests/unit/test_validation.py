@@ -11,11 +11,12 @@ from google.type.date_pb2 import Date
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from domain.values import CareType
+from domain.violations import Violations
 from gatekeeper.v1 import eligibility_pb2
-from service.decision import Line
-from service.domain import CareType
-from service.profile import load_profile
-from service.validation import EARLIEST, LATEST, Codes, StatusQuery, Violations, check_claim, status_query
+from service.check.decision import Line
+from service.check.validation import EARLIEST, LATEST, Codes, StatusQuery, check_claim, status_query
+from service.rules.profile import load_profile
 
 CODES = Codes.of(load_profile("national"))
 MAX_LINES = 1000

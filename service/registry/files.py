@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from domain.values import Derivation, Ledger
 from gatekeeper.v1 import enums_pb2, registry_pb2
 from service.convert import set_date, status_value
-from service.domain import Derivation, Ledger
 
 
 def practitioner_file(ledger: Ledger, derivation: Derivation, version: int) -> registry_pb2.PractitionerFile:

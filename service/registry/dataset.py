@@ -28,11 +28,11 @@ from datetime import date
 from typing import Any
 
 from cache.codec import encode_ledger, encode_projection
-from service import policy
-from service.domain import ExternalSanction, Ledger, PointsDecision, Registration, Repair, Status
-from service.idempotency import Doc, points_key
-from service.profile import Profile
-from service.validation import EARLIEST, LATEST
+from domain.values import ExternalSanction, Ledger, PointsDecision, Registration, Repair, Status
+from service.check.validation import EARLIEST, LATEST
+from service.registry.idempotency import Doc, points_key
+from service.rules import engine
+from service.rules.profile import Profile
 
 CATEGORIES = {"doctor": 1, "nurse": 2, "technician": 3, "pharmacist": 4, "fee_reviewer": 5, "pharmacy_principal": 6}
 RESPONSIBILITIES = {"general": 1, "important": 2, "main": 3}
@@ -187,7 +187,7 @@ def read_dataset(path: pathlib.Path, profile: Profile) -> Dataset:
             if ledger.practitioner_code in ledgers:
                 raise DatasetError(f"{where}.practitioner_code: {ledger.practitioner_code} appears twice")
             ledgers[ledger.practitioner_code] = encode_ledger(ledger)
-            projections[ledger.practitioner_code] = encode_projection(policy.derive(ledger, profile.points))
+            projections[ledger.practitioner_code] = encode_projection(engine.derive(ledger, profile.points))
             for decision in ledger.points:
                 key = points_key(decision.decision_no)
                 if key in docs:

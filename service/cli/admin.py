@@ -13,8 +13,8 @@ import grpc
 from google.protobuf import json_format
 
 from gatekeeper.v1 import enums_pb2, registry_pb2, registry_pb2_grpc
+from service.cli.tables import print_file
 from service.convert import parse_day, to_proto_date
-from service.tables import print_file
 
 TARGET_ENV = "GATEKEEPER_ADMIN_TARGET"
 

@@ -6,9 +6,10 @@ from collections.abc import Callable
 from datetime import date
 from typing import TypeVar
 
+from domain.values import ExternalSanction, PointsDecision, Registration, Repair, Status
+from domain.violations import Violations
 from gatekeeper.v1 import enums_pb2, registry_pb2
-from service.domain import ExternalSanction, PointsDecision, Registration, Repair, Status
-from service.validation import Codes, Violations, check_code, check_required_id, required_date, to_date
+from service.check.validation import Codes, check_code, check_required_id, required_date, to_date
 
 MAX_TEXT = 500
 MAX_SANCTIONS = 1000

@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from service.domain import CareType, Decision, Reason, Status
-from service.profile import Profile
-from service.projection import PersonView, StatusWindow
+from domain.projection import PersonView, StatusWindow
+from domain.values import CareType, Decision, Reason, Status
+from service.rules.profile import Profile
 
 
 @dataclass(frozen=True, slots=True)

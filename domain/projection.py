@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
-from service.domain import Derivation, Period, RegistrationSpan, Status
+from domain.values import Derivation, Period, RegistrationSpan, Status
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,11 +26,12 @@ from grpc_status import rpc_status
 
 from cache.store import Store, connect
 from gatekeeper.v1 import eligibility_pb2, eligibility_pb2_grpc, enums_pb2
-from service import admin_cli, config
+from service import config
+from service.cli import admin as admin_cli
+from service.cli.tables import print_decisions, print_status
 from service.convert import parse_day, to_proto_date, today_in_china
-from service.dataset import DatasetError, read_dataset
-from service.profile import ProfileError, load_profile
-from service.tables import print_decisions, print_status
+from service.registry.dataset import DatasetError, read_dataset
+from service.rules.profile import ProfileError, load_profile
 
 EMBEDDED_URL_FILE = "redis.url"
 

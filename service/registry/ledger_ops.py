@@ -9,14 +9,14 @@ from __future__ import annotations
 import dataclasses
 from datetime import date
 
-from service import policy
-from service.domain import AuditEntry, ExternalSanction, Ledger, PointsDecision, Registration, Repair
-from service.errors import Refused
-from service.profile import PointsRules
+from domain.errors import Refused
+from domain.values import AuditEntry, ExternalSanction, Ledger, PointsDecision, Registration, Repair
+from service.rules import engine
+from service.rules.profile import PointsRules
 
 
 def register(ledger: Ledger, registration: Registration, rules: PointsRules) -> Ledger:
-    refusal = policy.registration_refusal(ledger, registration, rules)
+    refusal = engine.registration_refusal(ledger, registration, rules)
     if refusal:
         raise Refused(refusal, subject=registration.practitioner_code, kind="TERMINATION_BAN")
     return dataclasses.replace(ledger, registrations=(*ledger.registrations, registration))
@@ -52,7 +52,7 @@ def withdraw(ledger: Ledger, decision_no: str, day: date, reason: str) -> Ledger
 
 
 def apply_repair(ledger: Ledger, repair: Repair, rules: PointsRules) -> Ledger:
-    refusal = policy.repair_refusal(ledger, repair, rules)
+    refusal = engine.repair_refusal(ledger, repair, rules)
     if refusal:
         raise Refused(refusal, subject=repair.practitioner_code, kind="REPAIR")
     return dataclasses.replace(ledger, repairs=(*ledger.repairs, repair))

@@ -14,15 +14,17 @@ from typing import Any
 import grpc
 
 from cache.replica import Replica, ReplicaState
+from domain.errors import InvalidRequest, StoreUnavailable
+from domain.values import Status
+from domain.violations import Violations
 from gatekeeper.v1 import eligibility_pb2, eligibility_pb2_grpc
+from service.check.decision import Line, Outcome, decide_claim
+from service.check.decision_log import DecisionLog
+from service.check.validation import Codes, check_claim, status_query
 from service.convert import proto_date, set_date, status_value
-from service.decision import Line, Outcome, decide_claim
-from service.decision_log import DecisionLog
-from service.domain import Status
-from service.errors import InvalidRequest, StoreUnavailable, abort
+from service.errors import abort
 from service.metrics import Metrics
-from service.profile import Profile
-from service.validation import Codes, Violations, check_claim, status_query
+from service.rules.profile import Profile
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,13 +13,16 @@ import grpc
 from google.protobuf.message import Message
 
 from cache.store import Store
+from domain.errors import GatekeeperError, InvalidRequest, NotFound, Refused
+from domain.values import Derivation, Ledger
+from domain.violations import Violations
 from gatekeeper.v1 import registry_pb2, registry_pb2_grpc
-from service import admin_validation as validate
-from service import ledger_ops
-from service.domain import Derivation, Ledger
-from service.errors import GatekeeperError, InvalidRequest, NotFound, Refused, abort
-from service.files import practitioner_file
-from service.idempotency import (
+from service.check.validation import Codes
+from service.errors import abort
+from service.registry import ledger_ops
+from service.registry import validation as validate
+from service.registry.files import practitioner_file
+from service.registry.idempotency import (
     end_key,
     fingerprint,
     points_key,
@@ -28,9 +31,8 @@ from service.idempotency import (
     sanction_key,
     withdraw_key,
 )
-from service.profile import Profile
-from service.validation import Codes, Violations
-from service.writes import Caller, Item, Writer
+from service.registry.writer import Caller, Item, Writer
+from service.rules.profile import Profile
 
 T = TypeVar("T")
 R = TypeVar("R", bound=Message)

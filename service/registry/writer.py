@@ -18,11 +18,12 @@ from google.protobuf.message import Message
 
 from cache.codec import decode_ledger, encode_ledger, encode_projection
 from cache.store import PersonWrite, Store
-from service import ledger_ops, policy
-from service.domain import AuditEntry, Derivation, Ledger
-from service.errors import Conflict, StoreUnavailable
-from service.idempotency import Doc
-from service.profile import PointsRules
+from domain.errors import Conflict, StoreUnavailable
+from domain.values import AuditEntry, Derivation, Ledger
+from service.registry import ledger_ops
+from service.registry.idempotency import Doc
+from service.rules import engine
+from service.rules.profile import PointsRules
 
 log = logging.getLogger("gatekeeper.writes")
 
@@ -89,7 +90,7 @@ class Writer:
         if raw is None:
             return None
         ledger = decode_ledger(raw)
-        return ledger, policy.derive(ledger, self.rules), version
+        return ledger, engine.derive(ledger, self.rules), version
 
     def owner_of(self, doc_key: str) -> str | None:
         """The practitioner a document number belongs to, or None when it is not on file."""
@@ -121,13 +122,13 @@ class Writer:
         for item in pending:
             ledgers[item.code] = item.change(ledgers[item.code])
         if not pending:  # a batch wholly seen before: answer with the current files
-            return respond({c: (ledger, policy.derive(ledger, self.rules)) for c, ledger in ledgers.items()}, version)
+            return respond({c: (ledger, engine.derive(ledger, self.rules)) for c, ledger in ledgers.items()}, version)
         at = self.clock()
         for item in pending:
             entry = AuditEntry(at, caller.actor, caller.method, item.doc_key, new_version)
             ledgers[item.code] = ledger_ops.audited(ledgers[item.code], entry)
         touched = list(dict.fromkeys(item.code for item in pending))
-        results = {code: (ledgers[code], policy.derive(ledgers[code], self.rules)) for code in touched}
+        results = {code: (ledgers[code], engine.derive(ledgers[code], self.rules)) for code in touched}
         response = respond(results, new_version)
         body = response.SerializeToString()
         docs = {item.doc_key: Doc(item.fingerprint, item.code, new_version, body).encode() for item in pending}

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from fractions import Fraction
 
-from service.domain import (
+from domain.values import (
     Derivation,
     ExternalSanction,
     Ledger,
@@ -29,7 +29,7 @@ from service.domain import (
     Repair,
     Status,
 )
-from service.profile import PointsRules
+from service.rules.profile import PointsRules
 
 __all__ = ["add_months", "add_years", "derive", "registration_refusal", "repair_refusal", "status_on"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from service.decision import Line, Outcome
-from service.domain import Reason
+from domain.values import Reason
+from service.check.decision import Line, Outcome
 
 log = logging.getLogger("gatekeeper.decisions")
 

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from service.domain import CareType, Decision
+from domain.values import CareType, Decision
 
 PROFILE_DIR = pathlib.Path(__file__).parent / "profiles"
 

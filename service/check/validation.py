@@ -7,39 +7,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 
 from google.type.date_pb2 import Date
 
+from domain.values import CareType
+from domain.violations import Violations
 from gatekeeper.v1 import eligibility_pb2
-from service.decision import Line
-from service.domain import CareType
-from service.profile import Profile
+from service.check.decision import Line
+from service.rules.profile import Profile
 
 MAX_ID_LENGTH = 64
 _ID = re.compile(r"[\x21-\x7e]{1,64}")  # printable ASCII, no spaces: echoed into logs and audits
 _MED_TYPE = re.compile(r"[0-9A-Za-z]{1,8}")
 _CARE_TYPES = frozenset(int(c) for c in CareType)
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    field: str
-    description: str
-
-
-@dataclass(slots=True)
-class Violations:
-    """Collects every problem of a request before anything is answered."""
-
-    items: list[Violation] = field(default_factory=list)
-
-    def add(self, path: str, description: str) -> None:
-        self.items.append(Violation(path, description))
-
-    def __bool__(self) -> bool:
-        return bool(self.items)
 
 
 @dataclass(frozen=True, slots=True)
