@@ -1,12 +1,14 @@
 """The policy engine: a person's ledger and the regional points rules -> the status timeline.
 
 Pure: no I/O, no clock, no mutable globals. The rules are those of policy-rules.md (shared); every
-further decision is listed in docs/policy.md and referred to here as "decision N".
+further choice the engine makes is listed in docs/policy.md and referred to here as "note N".
 
-How it works: the facts are sorted canonically and replayed day by day (decisions, then
-registrations, then repairs on the same day) against a small mutable state; the local periods
-that result are then overlaid with the external sanctions (rule 9) into the effective timeline.
-The write path asks the same replay, with the candidate fact added, whether it would be refused.
+How it works: the facts are sorted canonically and replayed day by day (registrations, then points
+decisions, then repairs on the same day) against a small mutable state, dispatched by a table on
+the fact's type; the local periods that result are then overlaid with the external sanctions
+(rule 9) into the effective timeline. The replay records, per fact, an ``Outcome``: what a repair
+took and why a fact would be refused. The write path replays the ledger with the candidate fact
+added and reads those outcomes, so it agrees with ``derive`` by construction.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from __future__ import annotations
 import calendar
 import math
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from fractions import Fraction
+from typing import Any
 
 from domain.values import (
     Derivation,
@@ -88,10 +92,14 @@ class _Suspension:
     since: date
     until: date
     months: int  # months this period grants; a queued period always lasts since + months
-    base: int  # months of the same year granted before this period (decision 5)
+    base: int  # months of the same year held by earlier periods (rules 4 and 7, note 5)
     total: int  # the year total that set its length
-    shortened: int = 0  # days taken off by shorten repairs (cap accounting, decision 12)
+    shortened: int = 0  # days actually cut by shorten repairs (rules 4, 7 and the cap of rule 8)
     note: str = ""
+
+    def nominal_end(self) -> date:
+        """Rules 4 and 7: start + the months it grants, less the days shorten repairs already cut."""
+        return add_months(self.since, self.months) - timedelta(days=self.shortened)
 
     def cause(self) -> str:
         more = " more" if self.base else ""
@@ -115,14 +123,34 @@ class _Termination:
 @dataclass
 class _Year:
     points: int = 0
-    reduced: int = 0  # effective reduce-points repairs (after caps)
-    level: int = _NO_LEVEL  # highest tier granted so far (termination threshold once terminated)
+    reduced: int = 0  # points actually taken by reduce repairs (rule 1; the cap of rule 8 counts these)
+    level: int = _NO_LEVEL  # highest tier granted (rule 3); the threshold once terminated
     has_single: bool = False  # a decision of at least single_decision_points is part of the total
+    owed: bool = False  # a tier reached during a termination of an earlier year (rule 5)
 
     @property
     def total(self) -> int:
-        # Rule 1: points minus reductions, never below zero.
-        return max(0, self.points - self.reduced)
+        return self.points - self.reduced  # never negative: a reduce takes at most the total (rule 1)
+
+
+@dataclass
+class Outcome:
+    """What one fact did in the replay: the write path reads these instead of probing the replay."""
+
+    taken: int = 0  # points a reduce took, days a shorten cut
+    refusal: str | None = None  # why the write path refuses it (the first reason found)
+    termination: _Termination | None = None  # for a void registration: the ban it fell inside
+
+    def refuse(self, reason: str) -> None:
+        if self.refusal is None:
+            self.refusal = reason
+
+    def reason(self) -> str | None:
+        term = self.termination
+        if term is not None:
+            # Rendered at the end, so it names the ban end after every extension in the ledger (note 18).
+            return f"the person is terminated since {term.since} and may register again from {term.ban_end}"
+        return self.refusal
 
 
 @dataclass
@@ -132,20 +160,20 @@ class _Replay:
     years: dict[int, _Year] = field(default_factory=dict)
     suspensions: list[_Suspension] = field(default_factory=list)
     terminations: list[_Termination] = field(default_factory=list)
-    void: set[int] = field(default_factory=set)  # id() of registrations refused by a running ban
-    probe: object | None = None  # the candidate fact the write path asks about
-    probe_refusal: str | None = None
-    probe_termination: _Termination | None = None
+    outcomes: dict[int, Outcome] = field(default_factory=dict)  # by id() of the fact, for this replay only
 
     def year(self, y: int) -> _Year:
         return self.years.setdefault(y, _Year())
+
+    def outcome(self, fact: object) -> Outcome:
+        return self.outcomes.setdefault(id(fact), Outcome())
 
     def open_termination(self) -> _Termination | None:
         last = self.terminations[-1] if self.terminations else None
         return last if last is not None and last.until is None else None
 
     def terminated_on(self, day: date) -> bool:
-        """Local termination running, or an external termination covering ``day`` (decision 10)."""
+        """Local termination running, or an external termination covering ``day`` (note 10)."""
         if self.open_termination() is not None:
             return True
         return any(s.start <= day and (s.end is None or day < s.end) for s in self.external_terminations)
@@ -172,9 +200,9 @@ class _Replay:
                 return s
         return None
 
-    def refuse(self, fact: object, reason: str) -> None:
-        if fact is self.probe and self.probe_refusal is None:
-            self.probe_refusal = reason
+    def queue_end(self, day: date) -> date:
+        """Where a new suspension triggered on ``day`` starts: when the last one running or queued ends."""
+        return max([day, *(s.until for s in self.suspensions if s.until > day)])
 
 
 def _relay(st: _Replay, day: date) -> None:
@@ -184,7 +212,7 @@ def _relay(st: _Replay, day: date) -> None:
     for s in st.suspensions:
         if s.since > day:
             s.since = max(s.trigger, previous_until, day)
-            s.until = add_months(s.since, s.months)
+            s.until = s.nominal_end()
         if s.until > s.since:  # an emptied period is no period at all
             kept.append(s)
             previous_until = s.until
@@ -205,12 +233,9 @@ def _on_points(st: _Replay, decision: PointsDecision) -> None:
     level = st.level_of(yr.total)
     term = st.open_termination()
     if term is not None:
-        # Decision 8: swallowed by the termination; only a long-ban decision extends the ban (rule 5).
-        if single:
-            term.ban_end = max(term.ban_end, _ban_end(day, rules, single=True))
-        yr.level = max(yr.level, level)
+        _during_termination(st, term, day, yr, level, single=single)
         return
-    if level <= yr.level:
+    if level <= yr.level:  # rule 3: a tier already granted is not granted again
         return
     if level >= rules.termination_threshold:
         _terminate(st, day, yr)
@@ -218,8 +243,23 @@ def _on_points(st: _Replay, decision: PointsDecision) -> None:
         _raise_tier(st, day, yr, level)
 
 
+def _during_termination(st: _Replay, term: _Termination, day: date, yr: _Year, level: int, *, single: bool) -> None:
+    """Rule 5: points count toward their year; a later year's threshold extends the ban, its tier is owed."""
+    if single:
+        term.ban_end = max(term.ban_end, _ban_end(day, st.rules, single=True))
+    if level <= yr.level or day.year == term.year:
+        yr.level = max(yr.level, level)  # the termination's own year is at the threshold already
+        return
+    yr.level = level
+    if level >= st.rules.termination_threshold:
+        term.ban_end = max(term.ban_end, _ban_end(day, st.rules, single=yr.has_single))
+        yr.owed = False  # the ban extension takes the place of that year's suspension (note 8)
+    else:
+        yr.owed = True
+
+
 def _ban_end(start: date, rules: PointsRules, *, single: bool) -> date:
-    # Decision 7: the long ban never gives less than the accumulated one; the ban ends after ``start``.
+    # Note 7: the long ban never gives less than the accumulated one; the ban ends after ``start``.
     years = max(rules.ban_years_accumulated, rules.ban_years_single_decision) if single else rules.ban_years_accumulated
     return max(add_years(start, years), start + _ONE_DAY)
 
@@ -241,140 +281,163 @@ def _raise_tier(st: _Replay, day: date, yr: _Year, level: int) -> None:
     yr.level = level
     current = st.year_suspension(day.year, day)
     if current is not None:
-        # Rule 4 (decision 4): a running (or queued) suspension now lasts start + new months, even if shortened.
+        # Rule 4: a running (or queued) suspension holds the new months, less the days repairs cut.
         current.months = new_months - current.base
-        current.until = max(current.until, add_months(current.since, current.months))
-        current.total, current.note = yr.total, ""
+        current.until = max(current.until, current.nominal_end())
+        current.total = yr.total
         _relay(st, day)
         return
     months = new_months - old_months
-    if months <= 0:  # tiers of equal length: nothing more to serve
-        return
-    # Rule 6: never overlap a suspension still running (from an earlier year); start when it ends.
-    since = max([day, *(s.until for s in st.suspensions if s.until > day)])
-    st.suspensions.append(
-        _Suspension(
-            year=day.year,
-            trigger=day,
-            since=since,
-            until=add_months(since, months),
-            months=months,
-            base=old_months,
-            total=yr.total,
-        )
-    )
+    if months > 0:  # tiers of equal length add nothing to serve
+        _queue(st, year=day.year, trigger=day, months=months, base=old_months, total=yr.total)
+
+
+def _queue(st: _Replay, *, year: int, trigger: date, months: int, base: int, total: int) -> None:
+    """Rule 6: a new suspension never overlaps one still running or queued; it starts when that ends."""
+    since = st.queue_end(trigger)
+    st.suspensions.append(_Suspension(year, trigger, since, add_months(since, months), months, base, total))
 
 
 def _on_registration(st: _Replay, registration: Registration) -> None:
     if registration.ended_on is not None and registration.ended_on <= registration.registered_on:
-        return  # decision 13: an empty registration is a cancelled one
+        return  # note 13: an empty registration is a cancelled one
     term = st.open_termination()
     if term is None:
         return
-    if registration.registered_on >= term.ban_end:
-        term.until = registration.registered_on  # rule 5: normal from this registration on
+    day = registration.registered_on
+    if day < term.ban_end:
+        # Rule 5: registering before the ban ends is refused; data that holds one anyway gets no span.
+        st.outcome(registration).termination = term
         return
-    # Rule 5: registering before the ban ends is refused; data that holds one anyway gets no span.
-    st.void.add(id(registration))
-    if registration is st.probe:
-        st.probe_termination = term
+    term.until = day  # rule 5: normal from this registration on ...
+    for y in sorted(st.years):  # ... then the tiers reached in later years during the termination are served
+        yr = st.years[y]
+        if yr.owed and yr.level < st.rules.termination_threshold:
+            yr.owed = False
+            _queue(st, year=y, trigger=day, months=st.months_of(yr.level), base=0, total=yr.total)
 
 
 def _on_repair(st: _Replay, repair: Repair) -> None:
-    day = repair.approved_on
+    day, outcome = repair.approved_on, st.outcome(repair)
     if st.terminated_on(day):
-        st.refuse(repair, f"repairs are not allowed during a termination, and the person is terminated on {day}")
+        outcome.refuse(f"repairs are not allowed during a termination, and the person is terminated on {day}")
         return
     if repair.reduce_points > 0:
-        _reduce_points(st, repair)
+        _reduce_points(st, repair, outcome)
     if repair.shorten_days > 0:
-        _shorten(st, repair)
+        _shorten(st, repair, outcome)
 
 
-def _reduce_points(st: _Replay, repair: Repair) -> None:
-    """Rule 7: the total drops from R on; the year's running suspension is recomputed, never lengthened."""
+def _reduce_points(st: _Replay, repair: Repair, outcome: Outcome) -> None:
+    """Rules 1 and 7: take what the person holds (within the cap); recompute the year's suspension."""
     day, wanted, cap = repair.approved_on, repair.reduce_points, st.rules.max_reduce_points_per_year
     yr = st.year(day.year)
-    granted = wanted if cap is None else max(0, min(wanted, cap - yr.reduced))
-    if granted < wanted:
-        st.refuse(
-            repair,
+    room = wanted if cap is None else max(0, cap - yr.reduced)
+    taken = min(wanted, yr.total, room)
+    if yr.total < min(wanted, room):
+        outcome.refuse(f"it reduces {wanted} points but the {day.year} total on {day} is {yr.total}")
+    elif taken < wanted:
+        outcome.refuse(
             f"reducing {wanted} points would exceed the cap of {cap} points per year "
             f"({yr.reduced} already reduced in {day.year})",
         )
-    if granted == 0:
+    outcome.taken = taken
+    if taken == 0:
         return
-    yr.reduced += granted
-    level = st.level_of(yr.total)
-    yr.level = min(yr.level, level)  # decision 3: the granted tier drops to the new total's tier
+    yr.reduced += taken
     current = st.year_suspension(day.year, day)
     if current is None:
-        return
+        return  # rule 3: with no suspension of the year to act on, the granted tier stays
+    level = st.level_of(yr.total)
     months = max(0, st.months_of(level) - current.base)
-    new_until = min(current.until, max(day, add_months(current.since, months)))
     current.months = min(current.months, months)
+    new_until = min(current.until, max(day, current.nominal_end()))
     if new_until < current.until:
+        yr.level = min(yr.level, level)  # rule 3: lowered only by a reduce that shortens or cancels
         current.until = new_until
         current.note = f"cut by repair {repair.repair_no} (total {yr.total})"
         _relay(st, day)
 
 
-def _shorten(st: _Replay, repair: Repair) -> None:
+def _shorten(st: _Replay, repair: Repair, outcome: Outcome) -> None:
     """Rule 8: the running suspension ends k days earlier, never before R; capped per suspension."""
-    day, wanted, fraction = repair.approved_on, repair.shorten_days, st.rules.max_shorten_fraction
+    day, wanted = repair.approved_on, repair.shorten_days
     current = st.running_suspension(day)
     if current is None:
-        st.refuse(repair, f"no suspension runs on {day}, so there is nothing to shorten")
+        outcome.refuse(f"no suspension runs on {day}, so there is nothing to shorten")
         return
-    granted = wanted
-    if fraction is not None:
-        # Exact decimal arithmetic: 0.29 * 100 must give 29, not 28.999...
-        nominal = (add_months(current.since, current.months) - current.since).days
-        cap = math.floor(Fraction(str(fraction)) * nominal)
-        granted = max(0, min(wanted, cap - current.shortened))
-        if granted < wanted:
-            st.refuse(
-                repair,
-                f"shortening by {wanted} days would exceed the cap of {cap} days for the suspension from "
-                f"{current.since} ({current.shortened} days already taken off)",
-            )
-    if granted == 0:
+    room = _shorten_room(st, current, wanted, outcome)
+    new_until = max(day, current.until - timedelta(days=room))
+    cut = (current.until - new_until).days
+    if cut < room:
+        outcome.refuse(
+            f"it shortens {wanted} days but the suspension from {current.since} ends on {current.until}, "
+            f"{_days(current.until - day)} after {day}",
+        )
+    outcome.taken = cut
+    if cut == 0:
         return
-    new_until = max(day, current.until - timedelta(days=granted))
-    current.shortened += (current.until - new_until).days
+    current.shortened += cut
     current.until = new_until
     current.note = f"shortened by repair {repair.repair_no}"
     _relay(st, day)
 
 
+def _days(span: timedelta) -> str:
+    return "1 day" if span.days == 1 else f"{span.days} days"
+
+
+def _shorten_room(st: _Replay, current: _Suspension, wanted: int, outcome: Outcome) -> int:
+    """Rule 8's cap: a share of the nominal length (start to start + months), counted in days actually cut."""
+    fraction = st.rules.max_shorten_fraction
+    if fraction is None:
+        return wanted
+    nominal = (add_months(current.since, current.months) - current.since).days
+    cap = math.floor(Fraction(str(fraction)) * nominal)  # exact: 0.29 * 100 must give 29, not 28.999...
+    room = max(0, min(wanted, cap - current.shortened))
+    if room < wanted:
+        outcome.refuse(
+            f"shortening by {wanted} days would exceed the cap of {cap} days for the suspension from "
+            f"{current.since} ({current.shortened} days already taken off)",
+        )
+    return room
+
+
 # --- Replay ----------------------------------------------------------------------------------------
 
+# On one day: registrations first (a person registered again on a day is normal that day, so points
+# effective that day count against the new registration), then points decisions, then repairs.
+_HANDLERS: dict[type, tuple[int, Callable[[_Replay, Any], None]]] = {
+    Registration: (0, _on_registration),
+    PointsDecision: (1, _on_points),
+    Repair: (2, _on_repair),
+}
 
-def _replay(ledger: Ledger, rules: PointsRules, probe: object | None = None) -> _Replay:
+
+def _day_of(fact: Registration | PointsDecision | Repair) -> date:
+    if isinstance(fact, Registration):
+        return fact.registered_on
+    if isinstance(fact, PointsDecision):
+        return fact.effective_on
+    return fact.approved_on
+
+
+def _replay(ledger: Ledger, rules: PointsRules) -> _Replay:
     sanctions = sorted(ledger.sanctions, key=_sanction_key)
-    st = _Replay(rules, tuple(s for s in sanctions if s.status is Status.TERMINATED), probe=probe)
-    decisions = sorted((d for d in ledger.points if d.withdrawn_on is None), key=_decision_key)  # rule 2
-    registrations = sorted(ledger.registrations, key=_registration_key)
-    repairs = sorted(ledger.repairs, key=_repair_key)
-    # Same day: decisions first (a ban they extend already applies), then registrations (a day
-    # on which a termination ends is normal for repairs), then repairs (decision 2).
-    events: list[tuple[date, int, int, PointsDecision | Registration | Repair]] = [
-        *((d.effective_on, 0, i, d) for i, d in enumerate(decisions)),
-        *((r.registered_on, 1, i, r) for i, r in enumerate(registrations)),
-        *((r.approved_on, 2, i, r) for i, r in enumerate(repairs)),
+    st = _Replay(rules, tuple(s for s in sanctions if s.status is Status.TERMINATED))
+    facts: list[Registration | PointsDecision | Repair] = [
+        *sorted(ledger.registrations, key=_registration_key),
+        *sorted((d for d in ledger.points if d.withdrawn_on is None), key=_decision_key),  # rule 2
+        *sorted(ledger.repairs, key=_repair_key),
     ]
-    events.sort(key=lambda e: e[:3])
-    for _, _, _, fact in events:
-        if isinstance(fact, PointsDecision):
-            _on_points(st, fact)
-        elif isinstance(fact, Registration):
-            _on_registration(st, fact)
-        else:
-            _on_repair(st, fact)
-    for d in decisions:  # every year with a decision or a repair has a total (decision 16)
-        st.year(d.effective_on.year)
-    for r in repairs:
-        st.year(r.approved_on.year)
+    order = {id(f): i for i, f in enumerate(facts)}  # canonical order within a kind (note 1)
+    facts.sort(key=lambda f: (_day_of(f), _HANDLERS[type(f)][0], order[id(f)]))
+    for fact in facts:
+        _HANDLERS[type(fact)][1](st, fact)
+    for y in {d.effective_on.year for d in ledger.points if d.withdrawn_on is None} | {
+        r.approved_on.year for r in ledger.repairs
+    }:
+        st.year(y)  # every year with a decision or a repair has a total (note 16)
     return st
 
 
@@ -396,7 +459,7 @@ class _Source:
 
     def preference(self) -> tuple[int, date, tuple[bool, int], int]:
         # Worst status first; then the period running longest, then the one lasting longest: this
-        # keeps one period per stretch when several sources cover the same days (decision 15).
+        # keeps one period per stretch when several sources cover the same days (note 15).
         until_key = (self.until is not None, -(self.until.toordinal() if self.until else 0))
         return (-int(self.status), self.since, until_key, self.rank)
 
@@ -443,7 +506,7 @@ def _spans(st: _Replay, registrations: tuple[Registration, ...]) -> tuple[Regist
     """Registrations as billable spans; a local termination ends every registration running at its start."""
     spans: list[RegistrationSpan] = []
     for r in registrations:
-        if id(r) in st.void:
+        if st.outcome(r).termination is not None:  # void: inside a ban (note 9)
             continue
         until = r.ended_on
         for t in st.terminations:
@@ -482,19 +545,24 @@ def status_on(derivation: Derivation, day: date) -> Period | None:
 
 def registration_refusal(ledger: Ledger, registration: Registration, rules: PointsRules) -> str | None:
     """Why ``registration`` must be refused (its date falls inside a running ban), or None."""
-    st = _replay(replace(ledger, registrations=(*ledger.registrations, registration)), rules, probe=registration)
-    term = st.probe_termination
-    if term is None:
-        return None
-    return (
-        f"Registration on {registration.registered_on} is refused: the person is terminated since {term.since} "
-        f"and may register again from {term.ban_end}."
-    )
+    st = _replay(replace(ledger, registrations=(*ledger.registrations, registration)), rules)
+    reason = st.outcome(registration).reason()
+    return None if reason is None else f"Registration on {registration.registered_on} is refused: {reason}."
 
 
 def repair_refusal(ledger: Ledger, repair: Repair, rules: PointsRules) -> str | None:
-    """Why ``repair`` must be refused (termination, nothing to shorten, caps), or None."""
-    st = _replay(replace(ledger, repairs=(*ledger.repairs, repair)), rules, probe=repair)
-    if st.probe_refusal is None:
-        return None
-    return f"Repair {repair.repair_no} is refused: {st.probe_refusal}."
+    """Why ``repair`` must be refused, or None (rule 8: it takes its full amount and shrinks no other)."""
+    before = _replay(ledger, rules)
+    after = _replay(replace(ledger, repairs=(*ledger.repairs, repair)), rules)
+    reason = after.outcome(repair).reason() or _shrunk(ledger.repairs, before, after)
+    return None if reason is None else f"Repair {repair.repair_no} is refused: {reason}."
+
+
+def _shrunk(accepted: tuple[Repair, ...], before: _Replay, after: _Replay) -> str | None:
+    """Rule 8: an accepted repair never takes less because of another repair."""
+    for r in sorted(accepted, key=_repair_key):
+        now, then = after.outcome(r).taken, before.outcome(r).taken
+        if now < then:
+            amount, unit = (r.reduce_points, "points") if r.reduce_points > 0 else (r.shorten_days, "days")
+            return f"it would leave repair {r.repair_no} taking {now} of its {amount} {unit}"
+    return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+import grpc
 import pytest
 
 from gatekeeper.v1 import enums_pb2, registry_pb2
@@ -167,10 +168,14 @@ def test_reducing_below_every_tier_ends_the_suspension_on_the_repair_day(gk: Gat
 
 
 def test_shortening_moves_the_end_never_before_the_repair_day(gk: Gatekeeper) -> None:
-    """Rule 8: [03-10, 05-10) shortened by 30 days on 04-20 would end 04-10: it ends on 04-20."""
+    """Rule 8: [03-10, 05-10) shortened by 30 days on 04-20 would end 04-10: refused, as it would not
+    take its full amount; 20 days end it on 04-20 exactly."""
     code = registered(gk)
     gk.admin.RecordPoints(points(code, 9, "2025-03-10"), timeout=10)
-    written = gk.admin.ApplyRepair(repair(code, "2025-04-20", shorten_days=30), timeout=10)
+    error = rpc_error(gk.admin.ApplyRepair, repair(code, "2025-04-20", shorten_days=30))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "ends on 2025-05-10, 20 days after 2025-04-20" in error.details()  # type: ignore[attr-defined]
+    written = gk.admin.ApplyRepair(repair(code, "2025-04-20", shorten_days=20), timeout=10)
     assert timeline(written.file) == [("SUSPENDED", "2025-03-10", "2025-04-20")]
     assert decisions(gk, code, ["2025-04-19", "2025-04-20"], written.data_version) == {
         "2025-04-19": SUSPENDED,

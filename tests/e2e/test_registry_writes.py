@@ -311,7 +311,7 @@ def terminated(shared_gatekeeper: Gatekeeper) -> str:
 @pytest.mark.parametrize(
     ("institution", "day"),
     [
-        (HOSPITAL, "2025-07-01"),
+        (HOSPITAL, "2025-07-02"),  # on 07-01 itself the registration comes first (Terms)
         (HOSPITAL, "2026-01-01"),
         (OTHER_HOSPITAL, "2028-06-30"),
         ("P54010200009", "2027-03-03"),

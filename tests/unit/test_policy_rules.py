@@ -6,6 +6,7 @@ rules leave open), never read back from the code. Profile: Tibet unless a test s
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 
 import pytest
@@ -207,17 +208,42 @@ def test_rule1_total_never_below_zero() -> None:
     assert run(pts("a", 2, D(2025, 3, 1)), reduce("r", D(2025, 4, 1), 5)).year_totals == {2025: 0}
 
 
-def test_rule1_reduction_is_subtracted_from_the_sum_not_floored_stepwise() -> None:
-    # Rule 1 literally: total = max(0, points - reductions) = max(0, 2 + 9 - 5) = 6 -> no suspension.
+def test_rule1_reduction_is_never_banked_against_later_points() -> None:
+    # Rule 1: the reduce takes min(5, total 2 on 04-01) = 2; the 9 points of 05-01 count in full.
     d = run(pts("a", 2, D(2025, 3, 1)), reduce("r", D(2025, 4, 1), 5), pts("b", 9, D(2025, 5, 1)))
-    assert d.year_totals == {2025: 6}
-    assert d.timeline == ()
+    assert d.year_totals == {2025: 9}
+    assert spans(d) == [(S, D(2025, 5, 1), D(2025, 7, 1))]
 
 
 def test_rule1_reduction_counts_in_the_year_it_is_approved() -> None:
+    # The 2026 reduce finds a 2026 total of 0 and takes nothing; 2025's points are not its to take.
     d = run(pts("a", 8, D(2025, 10, 1)), reduce("r", D(2026, 1, 10), 3), pts("b", 9, D(2026, 2, 1)))
-    assert d.year_totals == {2025: 8, 2026: 6}
-    assert d.timeline == ()
+    assert d.year_totals == {2025: 8, 2026: 9}
+    assert spans(d) == [(S, D(2026, 2, 1), D(2026, 4, 1))]
+    d = run(pts("a", 8, D(2026, 1, 5)), reduce("r", D(2026, 1, 10), 3), pts("b", 4, D(2026, 2, 1)))
+    assert d.year_totals == {2026: 9}
+    assert spans(d) == [(S, D(2026, 2, 1), D(2026, 4, 1))]
+
+
+def test_rule1_withdrawal_empties_what_a_reduction_took_from() -> None:
+    # Issue case A: 11 on 09-23, reduce 5 on 09-30, 12 on 10-26; the 11 withdrawn: the reduce finds 0.
+    facts = (reg(D(2024, 1, 1)), reduce("r", D(2026, 9, 30), 5), pts("c", 12, D(2026, 10, 26)))
+    d = run(pts("a", 11, D(2026, 9, 23), withdrawn=D(2026, 11, 1)), *facts, rules=NATIONAL.points)
+    assert spans(d) == [(T, D(2026, 10, 26), None)]
+    assert d.reregistration_allowed_from == D(2029, 10, 26)
+    d = run(pts("a", 11, D(2026, 9, 23)), *facts, rules=NATIONAL.points)
+    assert spans(d)[-1] == (T, D(2026, 10, 26), None)  # 11 - 5 + 12 = 18
+
+
+def test_rule1_reduce_larger_than_the_total_is_refused_naming_both_numbers() -> None:
+    facts = ledger(pts("a", 9, D(2025, 11, 15)))
+    reason = repair_refusal(facts, reduce("R-1", D(2025, 5, 5), 4), NATIONAL.points)
+    assert reason is not None
+    assert "reduces 4 points but the 2025 total on 2025-05-05 is 0" in reason
+    assert repair_refusal(facts, reduce("R-1", D(2025, 11, 16), 3), NATIONAL.points) is None
+    assert spans(run(pts("a", 9, D(2025, 11, 15)), reduce("R-1", D(2025, 5, 5), 4))) == [
+        (S, D(2025, 11, 15), D(2026, 1, 15))
+    ]
 
 
 def test_rule1_reduction_applies_from_its_date_on() -> None:
@@ -416,13 +442,41 @@ def test_rule5_registration_after_a_termination_then_new_termination_ends_it_aga
     assert d.reregistration_allowed_from == D(2029, 3, 20)
 
 
-def test_rule5_suspension_triggered_during_termination_is_swallowed() -> None:
-    # Terminated 2025-01-10 (ban to 2028-01-10). 9 points in 2028 before re-registration: swallowed.
+def test_rule5_tier_reached_in_a_later_year_during_termination_is_owed() -> None:
+    # Terminated 2025-01-10 (ban to 2028-01-10). 9 points in 2028 before re-registration: owed from it.
     d = run(pts("a", 12, D(2025, 1, 10)), pts("b", 9, D(2028, 1, 5)), reg(D(2028, 1, 20)))
-    assert spans(d) == [(T, D(2025, 1, 10), D(2028, 1, 20))]
-    # The swallowed tier still counts as granted: one more point later serves the difference only (4 - 2).
+    assert spans(d) == [(T, D(2025, 1, 10), D(2028, 1, 20)), (S, D(2028, 1, 20), D(2028, 3, 20))]
+    # One more point later in 2028: rule 4 on the owed suspension that runs (start + 4 months).
     d = run(pts("a", 12, D(2025, 1, 10)), pts("b", 9, D(2028, 1, 5)), reg(D(2028, 1, 20)), pts("c", 1, D(2028, 3, 1)))
-    assert spans(d) == [(T, D(2025, 1, 10), D(2028, 1, 20)), (S, D(2028, 3, 1), D(2028, 5, 1))]
+    assert spans(d) == [(T, D(2025, 1, 10), D(2028, 1, 20)), (S, D(2028, 1, 20), D(2028, 5, 20))]
+
+
+def test_rule5_tier_reached_in_the_termination_year_is_not_owed() -> None:
+    d = run(pts("a", 6, D(2025, 3, 1)), pts("b", 6, D(2025, 3, 2)), pts("c", 9, D(2025, 6, 1)), reg(D(2026, 3, 2)))
+    assert spans(d) == [(T, D(2025, 3, 2), D(2026, 3, 2))]
+
+
+def test_rule5_later_year_threshold_during_termination_extends_the_ban() -> None:
+    # Issue case E: 2026's total reaches 12 on 02-10 during the 2025 termination: ban to 2027-02-10.
+    facts = ledger(
+        reg(D(2024, 1, 1)), pts("a", 6, D(2025, 3, 1)), pts("b", 6, D(2025, 3, 2)),
+        pts("c", 6, D(2026, 1, 10)), pts("d", 6, D(2026, 2, 10)),
+    )  # fmt: skip
+    assert derive(facts, NATIONAL.points).reregistration_allowed_from == D(2027, 2, 10)
+    reason = registration_refusal(facts, reg(D(2026, 3, 2)), NATIONAL.points)
+    assert reason is not None
+    assert "may register again from 2027-02-10" in reason
+    # Registered on the new ban end: normal, and the 2026 threshold owes no suspension besides.
+    d = derive(dataclasses.replace(facts, registrations=(*facts.registrations, reg(D(2027, 2, 10)))), NATIONAL.points)
+    assert spans(d) == [(T, D(2025, 3, 2), D(2027, 2, 10))]
+
+
+def test_rule5_later_registration_inside_an_extended_ban_no_longer_ends_the_termination() -> None:
+    # The registration on 2028-03-02 was fine when made; a 12-point decision dated 2026-02-01, recorded
+    # later, moves the ban to 2029-02-01: the registration is void and the termination runs on.
+    d = run(pts("a", 12, D(2025, 3, 2)), reg(D(2028, 3, 2)), pts("b", 12, D(2026, 2, 1)))
+    assert spans(d) == [(T, D(2025, 3, 2), None)]
+    assert d.reregistration_allowed_from == D(2029, 2, 1)
 
 
 def test_rule5_zero_year_ban_allows_registration_from_the_next_day() -> None:
@@ -433,11 +487,15 @@ def test_rule5_zero_year_ban_allows_registration_from_the_next_day() -> None:
     assert spans(d) == [(S, D(2025, 3, 1), D(2025, 4, 1)), (T, D(2025, 4, 1), D(2025, 4, 2))]
 
 
-def test_rule5_same_day_12_points_and_registration_at_ban_end_extends_first() -> None:
-    # Decisions are applied before registrations of the same day: the ban moves before the registration counts.
+def test_rule5_same_day_registration_at_ban_end_comes_before_points() -> None:
+    # Terms: registrations first, then points. The registration ends the termination; the 12 points of
+    # that day count against it and terminate again from the same day.
     d = run(pts("a", 9, D(2025, 3, 1)), pts("b", 3, D(2025, 4, 1)), pts("c", 12, D(2026, 4, 1)), reg(D(2026, 4, 1)))
-    assert spans(d)[-1] == (T, D(2025, 4, 1), None)
+    assert spans(d)[-2:] == [(T, D(2025, 4, 1), D(2026, 4, 1)), (T, D(2026, 4, 1), None)]
     assert d.reregistration_allowed_from == D(2029, 4, 1)
+    # Issue case H: registered on the ban end, 9 points that day: suspended from it.
+    d = run(pts("a", 6, D(2025, 3, 1)), pts("b", 6, D(2025, 3, 1)), reg(D(2026, 3, 1)), pts("c", 9, D(2026, 3, 1)))
+    assert spans(d) == [(T, D(2025, 3, 1), D(2026, 3, 1)), (S, D(2026, 3, 1), D(2026, 5, 1))]
 
 
 def test_rule5_registration_on_the_termination_day_gets_no_span() -> None:
@@ -543,10 +601,23 @@ def test_rule7_reduction_avoids_a_later_termination() -> None:
     assert d.year_totals == {2025: 11}
 
 
-def test_rule7_reduction_never_lengthens_a_shortened_suspension() -> None:
-    # 11 on 03-01 ([03-01, 09-01), 184 days, cap 92); shorten 90 on 03-10 -> ends 06-03; reduce 1 -> 07-01 is later.
+def test_rule7_reduction_keeps_the_days_already_cut() -> None:
+    # 11 on 03-01 ([03-01, 09-01), 184 days, cap 92); shorten 90 on 03-10 -> ends 06-03;
+    # reduce 1 -> tier 10: start + 4 months - 90 days = 07-01 - 90 days = 04-02.
     d = run(pts("a", 11, D(2025, 3, 1)), shorten("s", D(2025, 3, 10), 90), reduce("r", D(2025, 3, 20), 1))
-    assert spans(d) == [(S, D(2025, 3, 1), D(2025, 6, 3))]
+    assert spans(d) == [(S, D(2025, 3, 1), D(2025, 4, 2))]
+
+
+def test_rule7_reduction_never_lengthens_a_suspension() -> None:
+    # 10 on 03-01 (to 07-01); reduce 1 on 06-15 -> tier 9 -> 05-01 is before R: ends on R, not later than 07-01.
+    d = run(pts("a", 10, D(2025, 3, 1)), reduce("r", D(2025, 6, 15), 1))
+    assert spans(d) == [(S, D(2025, 3, 1), D(2025, 6, 15))]
+
+
+def test_rule3_a_reduce_with_no_suspension_to_act_on_keeps_the_granted_tier() -> None:
+    # Issue case C: tier 9 served [01-10, 03-10); reduce 1 on 04-01; 1 more point on 06-01 starts nothing.
+    d = run(pts("a", 9, D(2025, 1, 10)), reduce("r", D(2025, 4, 1), 1), pts("b", 1, D(2025, 6, 1)))
+    assert spans(d) == [(S, D(2025, 1, 10), D(2025, 3, 10))]
 
 
 def test_rule7_not_allowed_during_termination() -> None:
@@ -567,7 +638,27 @@ def test_rule7_cap_per_year() -> None:
     assert "cap of 6 points per year" in reason
     assert repair_refusal(ledger(*facts), reduce("r2", D(2025, 3, 20), 2), RULES) is None
     # The cap restarts with the year.
-    assert repair_refusal(ledger(*facts, second), reduce("r3", D(2026, 1, 2), 6), RULES) is None
+    later = ledger(*facts, second, pts("c", 7, D(2026, 1, 1)))
+    assert repair_refusal(later, reduce("r3", D(2026, 1, 2), 6), RULES) is None
+
+
+def test_rule8_a_repair_that_would_shrink_an_accepted_one_is_refused() -> None:
+    # Issue case D (national, cap 6 a year): reduce 5 on 05-01 accepted; reduce 2 dated 04-01 would leave it 4.
+    facts = ledger(pts("a", 8, D(2025, 3, 1)), reduce("R-7", D(2025, 5, 1), 5))
+    reason = repair_refusal(facts, reduce("R-8", D(2025, 4, 1), 2), NATIONAL.points)
+    assert reason is not None
+    assert "would leave repair R-7 taking 4 of its 5 points" in reason
+    assert repair_refusal(facts, reduce("R-8", D(2025, 4, 1), 1), NATIONAL.points) is None
+
+
+def test_rule8_a_shorten_that_would_shrink_an_accepted_one_is_refused() -> None:
+    # 10 on 03-01 ([03-01, 07-01), 122 days, cap 61). S-2 cut 50 days on 05-01 (to 05-12); an earlier
+    # S-1 of 20 days on 04-01 would leave S-2 only 41 days of its 50 under the cap.
+    facts = ledger(pts("a", 10, D(2025, 3, 1)), shorten("S-2", D(2025, 5, 1), 50))
+    reason = repair_refusal(facts, shorten("S-1", D(2025, 4, 1), 20), NATIONAL.points)
+    assert reason is not None
+    assert "would leave repair S-2 taking 41 of its 50 days" in reason
+    assert repair_refusal(facts, shorten("S-1", D(2025, 4, 1), 11), NATIONAL.points) is None
 
 
 def test_rule7_uncapped_profile() -> None:
@@ -600,7 +691,11 @@ def test_rule8_shorten_needs_a_running_suspension() -> None:
         assert reason is not None
         assert "no suspension runs" in reason
     assert repair_refusal(ledger(*facts), shorten("s", D(2025, 3, 1), 5), RULES) is None
-    assert repair_refusal(ledger(*facts), shorten("s", D(2025, 4, 30), 5), RULES) is None
+    assert repair_refusal(ledger(*facts), shorten("s", D(2025, 4, 30), 1), RULES) is None
+    # Rule 8: a shorten that would end before R does not take its full amount: refused.
+    reason = repair_refusal(ledger(*facts), shorten("s", D(2025, 4, 30), 5), RULES)
+    assert reason is not None
+    assert "ends on 2025-05-01, 1 day after 2025-04-30" in reason
 
 
 def test_rule8_cap_is_a_fraction_of_the_suspension_rounded_down() -> None:
@@ -623,10 +718,16 @@ def test_rule8_cap_fraction_is_exact() -> None:
     assert repair_refusal(ledger(pts("a", 9, D(2025, 1, 1))), shorten("s", D(2025, 1, 2), 882), rules) is None
 
 
-def test_rule8_rise_after_shortening_resets_the_end() -> None:
-    # Rule 4 moves the end to start + new months even when the suspension had been shortened.
+def test_rule8_rise_after_shortening_keeps_the_days_cut() -> None:
+    # Rule 4: start + new months - the days already cut: 07-01 - 20 days = 06-11.
     d = run(pts("a", 9, D(2025, 3, 1)), shorten("s", D(2025, 3, 2), 20), pts("b", 1, D(2025, 3, 20)))
-    assert spans(d) == [(S, D(2025, 3, 1), D(2025, 7, 1))]
+    assert spans(d) == [(S, D(2025, 3, 1), D(2025, 6, 11))]
+    # Issue case B (national): 10 on 03-23, shorten 22 on 04-02, 1 more on 05-14: until 09-23 - 22 = 09-01.
+    d = run(
+        pts("a", 10, D(2027, 3, 23)), shorten("s", D(2027, 4, 2), 22), pts("b", 1, D(2027, 5, 14)),
+        rules=NATIONAL.points,
+    )  # fmt: skip
+    assert spans(d) == [(S, D(2027, 3, 23), D(2027, 9, 1))]
 
 
 def test_rule8_shorten_after_termination_is_refused() -> None:
@@ -719,7 +820,9 @@ def test_registration_refusal_names_the_allowed_date() -> None:
     reason = registration_refusal(facts, reg(D(2028, 6, 30), CLINIC), RULES)
     assert reason is not None
     assert "2028-07-01" in reason
-    assert registration_refusal(facts, reg(D(2025, 7, 1), CLINIC), RULES) is not None
+    assert registration_refusal(facts, reg(D(2025, 7, 2), CLINIC), RULES) is not None
+    # Same day: the registration comes before the points, so it is accepted (and clipped to nothing).
+    assert registration_refusal(facts, reg(D(2025, 7, 1), CLINIC), RULES) is None
     assert registration_refusal(facts, reg(D(2028, 7, 1), CLINIC), RULES) is None
     assert registration_refusal(facts, reg(D(2025, 6, 30), CLINIC), RULES) is None  # before the termination
     assert registration_refusal(ledger(), reg(D(2025, 6, 30)), RULES) is None
@@ -743,7 +846,7 @@ def test_repair_refusal_none_when_fine() -> None:
     assert repair_refusal(facts, reduce("r", D(2025, 3, 5), 6), RULES) is None
     assert repair_refusal(facts, shorten("s", D(2025, 3, 5), 92), RULES) is None  # 184 days -> cap 92
     assert repair_refusal(facts, shorten("s", D(2025, 3, 5), 93), RULES) is not None
-    assert repair_refusal(ledger(), reduce("r", D(2025, 3, 5), 1), RULES) is None
+    assert repair_refusal(ledger(), reduce("r", D(2025, 3, 5), 1), RULES) is not None  # nothing to reduce
 
 
 def test_repair_refusal_on_the_day_a_termination_ends_is_none() -> None:
