@@ -6,7 +6,7 @@ further choice the engine makes is listed in docs/policy.md and referred to here
 How it works: the facts are sorted canonically and replayed day by day (registrations, then points
 decisions, then repairs on the same day) against a small mutable state, dispatched by a table on
 the fact's type; the local periods that result are then overlaid with the external sanctions
-(rule 9) into the effective timeline. The replay records, per fact, an ``Outcome``: what a repair
+(rule 9) into the effective timeline. The replay records, per fact, an ``FactOutcome``: what a repair
 took and why a fact would be refused. The write path replays the ledger with the candidate fact
 added and reads those outcomes, so it agrees with ``derive`` by construction.
 """
@@ -134,7 +134,7 @@ class _Year:
 
 
 @dataclass
-class Outcome:
+class FactOutcome:
     """What one fact did in the replay: the write path reads these instead of probing the replay."""
 
     taken: int = 0  # points a reduce took, days a shorten cut
@@ -160,13 +160,13 @@ class _Replay:
     years: dict[int, _Year] = field(default_factory=dict)
     suspensions: list[_Suspension] = field(default_factory=list)
     terminations: list[_Termination] = field(default_factory=list)
-    outcomes: dict[int, Outcome] = field(default_factory=dict)  # by id() of the fact, for this replay only
+    outcomes: dict[int, FactOutcome] = field(default_factory=dict)  # by id() of the fact, for this replay only
 
     def year(self, y: int) -> _Year:
         return self.years.setdefault(y, _Year())
 
-    def outcome(self, fact: object) -> Outcome:
-        return self.outcomes.setdefault(id(fact), Outcome())
+    def outcome(self, fact: object) -> FactOutcome:
+        return self.outcomes.setdefault(id(fact), FactOutcome())
 
     def open_termination(self) -> _Termination | None:
         last = self.terminations[-1] if self.terminations else None
@@ -328,7 +328,7 @@ def _on_repair(st: _Replay, repair: Repair) -> None:
         _shorten(st, repair, outcome)
 
 
-def _reduce_points(st: _Replay, repair: Repair, outcome: Outcome) -> None:
+def _reduce_points(st: _Replay, repair: Repair, outcome: FactOutcome) -> None:
     """Rules 1 and 7: take what the person holds (within the cap); recompute the year's suspension."""
     day, wanted, cap = repair.approved_on, repair.reduce_points, st.rules.max_reduce_points_per_year
     yr = st.year(day.year)
@@ -359,7 +359,7 @@ def _reduce_points(st: _Replay, repair: Repair, outcome: Outcome) -> None:
         _relay(st, day)
 
 
-def _shorten(st: _Replay, repair: Repair, outcome: Outcome) -> None:
+def _shorten(st: _Replay, repair: Repair, outcome: FactOutcome) -> None:
     """Rule 8: the running suspension ends k days earlier, never before R; capped per suspension."""
     day, wanted = repair.approved_on, repair.shorten_days
     current = st.running_suspension(day)
@@ -387,7 +387,7 @@ def _days(span: timedelta) -> str:
     return "1 day" if span.days == 1 else f"{span.days} days"
 
 
-def _shorten_room(st: _Replay, current: _Suspension, wanted: int, outcome: Outcome) -> int:
+def _shorten_room(st: _Replay, current: _Suspension, wanted: int, outcome: FactOutcome) -> int:
     """Rule 8's cap: a share of the nominal length (start to start + months), counted in days actually cut."""
     fraction = st.rules.max_shorten_fraction
     if fraction is None:
