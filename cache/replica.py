@@ -57,6 +57,10 @@ class Replica:
         self._clock = clock
         self._synced_at = float("-inf")
         self._applied = threading.Condition()
+        # The store's version as last read while the feed was quiet, and when that read was sent:
+        # proof that a higher version did not exist then (see ``wait_for``).
+        self._store_version = 0
+        self._store_read_at = float("-inf")
 
     def age_seconds(self) -> float:
         """Seconds since the replica last confirmed it is up to date with Redis."""
@@ -102,10 +106,28 @@ class Replica:
             self._publish(ReplicaState(version, updated, state.policy_id), entry_id)
         return True
 
-    def wait_for(self, version: int, timeout: float) -> bool:
-        """Block up to ``timeout`` seconds until the replica holds ``version``."""
+    def saw_store_version(self, version: int, read_at: float) -> None:
+        """The follower read the store's version (sent at ``read_at``) while no change was pending."""
         with self._applied:
-            return self._applied.wait_for(lambda: self.state.version >= version, timeout=timeout)
+            self._store_version, self._store_read_at = version, read_at
+            self._applied.notify_all()
+
+    def wait_for(self, version: int, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds until the replica holds ``version``.
+
+        Returns early (False) once a read of the store sent after the wait began shows it has no
+        such version: whoever asks for it cannot have been told of it, so waiting longer is futile.
+        """
+        began = self._clock()
+
+        def settled() -> bool:
+            if self.state.version >= version:
+                return True
+            return self._store_read_at >= began and self._store_version < version
+
+        with self._applied:
+            self._applied.wait_for(settled, timeout=timeout)
+            return self.state.version >= version
 
     def _publish(self, state: ReplicaState, last_id: bytes) -> None:
         with self._applied:
@@ -145,7 +167,10 @@ class Follower:
                 if entries:
                     need_snapshot = not self.replica.apply(entries)
                 else:  # quiet feed: make sure Redis has not lost its data meanwhile
-                    need_snapshot = self.feed.version() < self.replica.state.version
+                    read_at = self.replica.now()
+                    store_version = self.feed.version()
+                    self.replica.saw_store_version(store_version, read_at)
+                    need_snapshot = store_version < self.replica.state.version
                 self.replica.mark_synced(sent)
                 backoff = 0.1
             except Exception as exc:  # any failure: keep serving the old state, retry

@@ -20,6 +20,8 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from cache.embedded import EmbeddedRedis
 from cache.replica import Follower, Replica
 from cache.store import Store, connect
+from service.access import AccessList, load_access
+from service.admin_guard import AdminGuard
 from service.check.decision_log import DecisionLog
 from service.check.servicer import CheckLimits, EligibilityServicer
 from service.config import Settings
@@ -38,6 +40,8 @@ from service.server import (
     create_server,
     new_health,
 )
+from service.tls import ReloadingCredentials, TlsFiles
+from service.tolerant import RejectUndecodable
 
 log = logging.getLogger("gatekeeper")
 DEMO_DATA = pathlib.Path(__file__).parent / "demo" / "people.jsonl"
@@ -49,6 +53,7 @@ class Running:
     admin_port: int  # 0: off
     redis_url: str
     replica: Replica
+    reload_tls: Callable[[], None] = lambda: None  # SIGHUP: take the certificate files again
     _stops: list[Callable[[], None]] = field(default_factory=list)
 
     def on_stop(self, stop: Callable[[], None]) -> None:
@@ -136,27 +141,36 @@ def _start(settings: Settings, profile: Profile, registry: CollectorRegistry, ru
     _mark_serving_when_ready(replica, health_servicer, stopping)
     rpc_metrics = RpcMetrics(metrics)
 
+    limits = CheckLimits(settings.max_lines, settings.min_version_wait_ms / 1000, settings.max_waiting_checks)
     eligibility = EligibilityServicer(
         replica,
         profile,
         metrics,
-        limits=CheckLimits(settings.max_lines, settings.min_version_wait_ms / 1000),
+        limits=limits,
         decision_log=DecisionLog(settings.decision_log),
         today=today_in_china,
     )
+    undecodable = RejectUndecodable(metrics.undecodable)
+    check = rpc_metrics.instrument(undecodable.protect(eligibility, CHECK_DESCRIPTOR), CHECK_DESCRIPTOR)
+    tls = _tls(settings, running)
     running.check_port = _serve(
         running,
         f"{settings.host}:{settings.port}",
-        check_services(rpc_metrics.instrument(eligibility, CHECK_DESCRIPTOR), health_servicer),
-        settings.workers,
+        check_services(check, health_servicer),
+        # Waiting checks get threads of their own, so they never take the ones that answer the rest.
+        ServerShape(settings.workers + settings.max_waiting_checks, settings.max_concurrent_rpcs),
+        tls.check if tls else None,
     )
     if settings.effective_admin_port:
-        registry_servicer = RegistryServicer(store, profile, clock=_now)
+        guard = AdminGuard(_access(settings), metrics.admin_auth_failures)
+        writes = RegistryServicer(store, profile, clock=_now)
+        protected = guard.protect(undecodable.protect(writes, REGISTRY_DESCRIPTOR), REGISTRY_DESCRIPTOR)
         running.admin_port = _serve(
             running,
             f"{settings.admin_host}:{settings.effective_admin_port}",
-            admin_services(rpc_metrics.instrument(registry_servicer, REGISTRY_DESCRIPTOR), health_servicer),
-            settings.workers,
+            admin_services(rpc_metrics.instrument(protected, REGISTRY_DESCRIPTOR), health_servicer),
+            ServerShape(settings.workers, settings.max_concurrent_rpcs),
+            tls.admin if tls else None,
         )
 
     if settings.metrics_port:
@@ -174,9 +188,56 @@ def _start(settings: Settings, profile: Profile, registry: CollectorRegistry, ru
     )
 
 
-def _serve(running: Running, address: str, register: Callable[[grpc.Server], None], workers: int) -> int:
+@dataclass(frozen=True, slots=True)
+class ServerShape:
+    threads: int
+    max_concurrent_rpcs: int
+
+
+@dataclass(frozen=True, slots=True)
+class PortCredentials:
+    check: ReloadingCredentials
+    admin: ReloadingCredentials
+
+
+def _tls(settings: Settings, running: Running) -> PortCredentials | None:
+    if not (settings.tls_cert and settings.tls_key):
+        return None
+    ca = pathlib.Path(settings.tls_client_ca) if settings.tls_client_ca else None
+    files = TlsFiles(pathlib.Path(settings.tls_cert), pathlib.Path(settings.tls_key), ca)
+    creds = PortCredentials(ReloadingCredentials(files, mutual=False), ReloadingCredentials(files, mutual=True))
+
+    def reload() -> None:
+        creds.check.request_reload()
+        creds.admin.request_reload()
+
+    running.reload_tls = reload
+    return creds
+
+
+def _access(settings: Settings) -> AccessList | None:
+    if settings.admin_access:
+        return load_access(settings.admin_access)
+    # Only reachable on loopback (Settings refuses otherwise): the embedded default's local operator.
+    log.warning("admin port open to every local caller: no access file (set GATEKEEPER_ADMIN_ACCESS)")
+    return None
+
+
+def _serve(
+    running: Running,
+    address: str,
+    register: Callable[[grpc.Server], None],
+    shape: ServerShape,
+    tls: ReloadingCredentials | None,
+) -> int:
     """Start a gRPC server that stops with the process; returns its port."""
-    server, port = create_server(address, register, workers=workers)
+    server, port = create_server(
+        address,
+        register,
+        workers=shape.threads,
+        credentials=tls.server_credentials() if tls else None,
+        max_concurrent_rpcs=shape.max_concurrent_rpcs,
+    )
     server.start()
     running.on_stop(lambda: _stop_server(server))
     return port
@@ -191,6 +252,7 @@ def serve(settings: Settings) -> int:
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
+    signal.signal(signal.SIGHUP, lambda *_: running.reload_tls())
     done.wait()
     log.info("stopping")
     running.stop()

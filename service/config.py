@@ -7,6 +7,7 @@ One table (``SETTINGS``) declares each setting once; it builds the CLI flags and
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -69,7 +70,22 @@ SETTINGS: tuple[Spec, ...] = (
     Spec("metrics_port", 9464, "Prometheus /metrics HTTP port; 0: off", int),
     Spec("max_lines", 1000, "most lines one CheckClaim may carry", int),
     Spec("min_version_wait_ms", 500, "longest a check waits for min_data_version before answering STALE_DATA", int),
-    Spec("workers", 16, "gRPC worker threads per server", int),
+    Spec("workers", 16, "gRPC worker threads per server that answer checks and writes", int),
+    Spec(
+        "max_waiting_checks",
+        64,
+        "checks that may wait for min_data_version at once, on threads of their own; beyond: STALE_DATA at once",
+        int,
+    ),
+    Spec("max_concurrent_rpcs", 2000, "calls in flight per server beyond which it sheds with RESOURCE_EXHAUSTED", int),
+    Spec("tls_cert", None, "PEM certificate chain for both ports (reloaded on change or SIGHUP); unset: plaintext"),
+    Spec("tls_key", None, "PEM private key of --tls-cert"),
+    Spec("tls_client_ca", None, "PEM CA bundle: the admin port then requires client certificates it signed (mTLS)"),
+    Spec(
+        "admin_access",
+        None,
+        "TOML access file of admin tokens (hashed) and certificate subjects with roles; required off loopback",
+    ),
     Spec("demo_data", True, "load demo data into an empty embedded Redis", _bool),
     Spec(
         "decision_log",
@@ -85,6 +101,22 @@ SPECS = {spec.name: spec for spec in SETTINGS}
 
 class ConfigError(ValueError):
     pass
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and localhost; wildcards (0.0.0.0, ::) and names are not."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _may_overlap(a: str, b: str) -> bool:
+    wildcards = {"0.0.0.0", "::", "[::]", ""}
+    return a == b or a in wildcards or b in wildcards
 
 
 def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
@@ -133,6 +165,12 @@ class Settings:
     max_lines: int
     min_version_wait_ms: int
     workers: int
+    max_waiting_checks: int
+    max_concurrent_rpcs: int
+    tls_cert: str | None
+    tls_key: str | None
+    tls_client_ca: str | None
+    admin_access: str | None
     demo_data: bool
     decision_log: str
     log_format: str
@@ -143,12 +181,38 @@ class Settings:
         for name, value in ports.items():
             if not 0 <= value <= 65535:
                 raise ConfigError(f"{SPECS[name].env}: {value} is not a port (0-65535)")
-        positive = {"max_lines": self.max_lines, "workers": self.workers}
+        positive = {
+            "max_lines": self.max_lines,
+            "workers": self.workers,
+            "max_waiting_checks": self.max_waiting_checks,
+            "max_concurrent_rpcs": self.max_concurrent_rpcs,
+        }
         for name, value in positive.items():
             if value < 1:
                 raise ConfigError(f"{SPECS[name].env}: must be at least 1, got {value}")
         if self.min_version_wait_ms < 0:
             raise ConfigError(f"{SPECS['min_version_wait_ms'].env}: must not be negative")
+        self._check_ports_distinct()
+        self._check_admin_exposure()
+
+    def _check_ports_distinct(self) -> None:
+        admin, metrics = self.effective_admin_port, self.metrics_port
+        if admin and admin == self.port and _may_overlap(self.admin_host, self.host):
+            raise ConfigError(f"{SPECS['admin_port'].env}: {admin} is also the check port; give the admin port its own")
+        if metrics and metrics in (self.port, admin):
+            raise ConfigError(f"{SPECS['metrics_port'].env}: {metrics} is already a gRPC port")
+
+    def _check_admin_exposure(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError(f"{SPECS['tls_cert'].env} and {SPECS['tls_key'].env} go together; set both or neither")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ConfigError(f"{SPECS['tls_client_ca'].env} needs {SPECS['tls_cert'].env} and {SPECS['tls_key'].env}")
+        if self.effective_admin_port and not is_loopback(self.admin_host) and not (self.admin_access and self.tls_cert):
+            raise ConfigError(
+                f"the admin port on {self.admin_host}:{self.effective_admin_port} is reachable beyond this machine, "
+                f"so it needs credentials: set {SPECS['admin_access'].env} and {SPECS['tls_cert'].env}/"
+                f"{SPECS['tls_key'].env} (or keep {SPECS['admin_host'].env} on loopback)"
+            )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Settings:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -19,3 +21,27 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+class Throttled:
+    """At most one log line per ``interval`` seconds for one kind of event, with the count passed over.
+
+    Hostile or broken callers can cause an event thousands of times a second; the log must stay
+    readable and cheap, while the metrics count every occurrence.
+    """
+
+    def __init__(self, logger: logging.Logger, interval: float = 1.0) -> None:
+        self.logger = logger
+        self.interval = interval
+        self._next = 0.0
+        self._skipped = 0
+        self._lock = threading.Lock()
+
+    def warning(self, message: str, **extra: object) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next:
+                self._skipped += 1
+                return
+            skipped, self._skipped, self._next = self._skipped, 0, now + self.interval
+        self.logger.warning(message, extra={**extra, "similar_events_not_logged": skipped})

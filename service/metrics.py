@@ -42,6 +42,9 @@ _RPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
 T = TypeVar("T")
 
 
+AUTH_FAILURE_REASONS = ("no_credentials", "malformed_credentials", "unknown_token", "unknown_certificate", "role")
+
+
 class Metrics:
     """All metrics of one process, on one registry (tests pass a fresh one)."""
 
@@ -99,6 +102,20 @@ class Metrics:
             registry=registry,
         )
         self.profile = Info("gatekeeper_profile", "The active regional profile.", registry=registry)
+        self.admin_auth_failures = Counter(
+            "gatekeeper_admin_auth_failures_total",
+            "Admin calls refused UNAUTHENTICATED or PERMISSION_DENIED, by reason.",
+            ("reason",),
+            registry=registry,
+        )
+        for reason in AUTH_FAILURE_REASONS:  # every series exists from the start, so rates and alerts see 0
+            self.admin_auth_failures.labels(reason)
+        self.undecodable = Counter(
+            "gatekeeper_undecodable_requests_total",
+            "Requests whose bytes were not a valid message, answered INVALID_ARGUMENT.",
+            ("grpc_service", "grpc_method"),
+            registry=registry,
+        )
         self._decision_children: dict[tuple[Decision, Reason], Any] = {}  # created on first use
 
     def count_decisions(self, pairs: Iterable[tuple[Decision, Reason]]) -> None:

@@ -1,7 +1,8 @@
 """gRPC server assembly: ``create_server(address, ...) -> (server, port)``, as grpc's examples do.
 
 The check server carries EligibilityService, grpc.health.v1.Health and reflection; the admin
-server carries RegistryService (and health), on its own port.
+server carries RegistryService (and health), on its own port. Our services are registered with
+tolerant deserializers (``service.tolerant``): undecodable bytes are the caller's error.
 """
 
 from __future__ import annotations
@@ -14,22 +15,28 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from gatekeeper.v1 import eligibility_pb2, eligibility_pb2_grpc, registry_pb2, registry_pb2_grpc
+from gatekeeper.v1 import eligibility_pb2, registry_pb2, registry_pb2_grpc
 from service.check.servicer import EligibilityServicer
+from service.tolerant import add_service
 
 CHECK_DESCRIPTOR = eligibility_pb2.DESCRIPTOR.services_by_name["EligibilityService"]
 REGISTRY_DESCRIPTOR = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]
 CHECK_SERVICE = CHECK_DESCRIPTOR.full_name
 REGISTRY_SERVICE = REGISTRY_DESCRIPTOR.full_name
 
-# Both sides keep HTTP/2 connections healthy through idle periods and load balancers.
+# Both sides keep HTTP/2 connections healthy through idle periods and load balancers. A claim of
+# 1,000 lines is about 150 KB; 4 MB leaves room without letting one caller send a gigabyte.
 SERVER_OPTIONS: Sequence[tuple[str, Any]] = (
     ("grpc.keepalive_time_ms", 60_000),
     ("grpc.keepalive_timeout_ms", 20_000),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
-    ("grpc.so_reuseport", 1),  # several processes may serve one port
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+    ("grpc.max_concurrent_streams", 256),  # per connection
 )
+
+
+class BindError(OSError):
+    """The address cannot be served; the message names it."""
 
 
 def create_server(
@@ -37,16 +44,31 @@ def create_server(
     register: Callable[[grpc.Server], None],
     *,
     workers: int = 16,
+    credentials: grpc.ServerCredentials | None = None,
+    max_concurrent_rpcs: int | None = None,
+    reuse_port: bool = False,
 ) -> tuple[grpc.Server, int]:
-    """A started-not-yet server bound to ``address`` (port 0 picks a free one); returns the port."""
+    """A started-not-yet server bound to ``address`` (port 0 picks a free one); returns the port.
+
+    Port reuse is off unless asked for (only the workers of one ``serve`` share a port): a second
+    process on the port is a start-up error, not half the connections under another profile.
+    Beyond ``max_concurrent_rpcs`` calls in flight the server sheds with RESOURCE_EXHAUSTED.
+    """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
-        options=SERVER_OPTIONS,
+        options=(*SERVER_OPTIONS, ("grpc.so_reuseport", int(reuse_port))),
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
     register(server)
-    port = server.add_insecure_port(address)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError:
+        port = 0
     if port == 0:
-        raise OSError(f"could not bind {address}")
+        raise BindError(f"cannot listen on {address}: the port is in use by another process or not available")
     return server, port
 
 
@@ -62,7 +84,7 @@ def check_services(
     eligibility: EligibilityServicer, health_servicer: health.HealthServicer
 ) -> Callable[[grpc.Server], None]:
     def register(server: grpc.Server) -> None:
-        eligibility_pb2_grpc.add_EligibilityServiceServicer_to_server(eligibility, server)
+        add_service(server, CHECK_DESCRIPTOR, eligibility)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection((CHECK_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
 
@@ -73,7 +95,7 @@ def admin_services(
     registry: registry_pb2_grpc.RegistryServiceServicer, health_servicer: health.HealthServicer
 ) -> Callable[[grpc.Server], None]:
     def register(server: grpc.Server) -> None:
-        registry_pb2_grpc.add_RegistryServiceServicer_to_server(registry, server)
+        add_service(server, REGISTRY_DESCRIPTOR, registry)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection((REGISTRY_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
 

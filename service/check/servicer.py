@@ -6,6 +6,7 @@ for with min_data_version.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -31,6 +32,31 @@ from service.rules.profile import Profile
 class CheckLimits:
     max_lines: int = 1000
     min_version_wait_s: float = 0.5
+    max_waiting: int = 64  # checks waiting for min_data_version at once (the server adds as many threads)
+
+
+class Waits:
+    """Bounded waits for ``min_data_version`` that never take the threads everyone else is answered on.
+
+    At most ``limits.max_waiting`` checks wait at once (the server runs that many threads beyond its
+    workers); one more is answered STALE_DATA at once. A wait ends early when the follower proves
+    the store has no such version, and never outlives the caller's deadline.
+    """
+
+    def __init__(self, replica: Replica, limits: CheckLimits) -> None:
+        self.replica = replica
+        self.limit = limits.min_version_wait_s
+        self._slots = threading.BoundedSemaphore(limits.max_waiting)
+
+    def reached(self, version: int, context: grpc.ServicerContext) -> bool:
+        if not self._slots.acquire(blocking=False):
+            return False
+        try:
+            remaining = context.time_remaining()
+            timeout = self.limit if remaining is None else max(0.0, min(self.limit, remaining - 0.005))
+            return self.replica.wait_for(version, timeout)
+        finally:
+            self._slots.release()
 
 
 class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
@@ -51,6 +77,7 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         self.decision_log = decision_log or DecisionLog("off")
         self.today = today
         self.codes = Codes.of(profile)
+        self.waits = Waits(replica, limits)
 
     def CheckClaim(
         self, request: eligibility_pb2.CheckClaimRequest, context: grpc.ServicerContext
@@ -58,7 +85,7 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         lines = check_claim(request, self.codes, self.limits.max_lines)
         if isinstance(lines, Violations):
             abort(context, InvalidRequest(lines.items))
-        state, stale = self._state_for(request.min_data_version)
+        state, stale = self._state_for(request.min_data_version, context)
         institution = request.institution_code
         outcomes = decide_claim(lines, institution, state.people, self.profile, stale=stale)
         response = eligibility_pb2.CheckClaimResponse(
@@ -99,10 +126,10 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
             set_date(response.reregistration_allowed_from, person.reregistration_allowed_from)
         return response
 
-    def _state_for(self, min_version: int) -> tuple[ReplicaState, bool]:
+    def _state_for(self, min_version: int, context: grpc.ServicerContext) -> tuple[ReplicaState, bool]:
         """The replica state to answer from, and whether it is too stale to decide with."""
         replica = self.replica
-        if min_version > replica.state.version and not replica.wait_for(min_version, self.limits.min_version_wait_s):
+        if min_version > replica.state.version and not self.waits.reached(min_version, context):
             self.metrics.stale_answers.labels("min_data_version").inc()
             return replica.state, True
         if not replica.ready.is_set():

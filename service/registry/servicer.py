@@ -17,6 +17,7 @@ from domain.errors import GatekeeperError, InvalidRequest, NotFound, Refused
 from domain.values import Derivation, Ledger
 from domain.violations import Violations
 from gatekeeper.v1 import registry_pb2, registry_pb2_grpc
+from service.admin_guard import CALLER
 from service.check.validation import Codes
 from service.errors import abort
 from service.registry import ledger_ops
@@ -38,18 +39,24 @@ T = TypeVar("T")
 R = TypeVar("R", bound=Message)
 
 
-def caller_identity(context: grpc.ServicerContext) -> str:
-    """Who is writing: the client certificate subject when TLS gives one, else the peer address.
+MAX_OPERATOR_NOTE = 64
 
-    A self-declared ``x-operator`` metadata value is kept too, marked unverified.
+
+def caller_identity(context: grpc.ServicerContext) -> str:
+    """Who is writing, for the audit: the identity the admin guard verified (token or certificate
+    name, or the peer address for the local operator of the embedded default).
+
+    A self-declared ``x-operator`` metadata value is kept beside it as an unverified note, cut to
+    ``MAX_OPERATOR_NOTE`` printable characters.
     """
-    auth: dict[str, Any] = dict(context.auth_context() or {})
-    names = auth.get("x509_subject") or auth.get("x509_common_name") or []
-    subject = b",".join(names).decode(errors="replace")
-    who = f"cert:{subject}" if subject else f"peer:{context.peer()}"
+    identity = CALLER.get()
+    who = identity.audit() if identity is not None else f"peer:{context.peer()}"
     metadata = dict(context.invocation_metadata() or ())
     operator = metadata.get("x-operator")
-    return f"{who} operator:{operator!s} (unverified)" if operator else who
+    if not isinstance(operator, str) or not operator:
+        return who
+    note = "".join(ch for ch in operator if ch.isprintable())[:MAX_OPERATOR_NOTE]
+    return f"{who} operator:{note} (unverified)"
 
 
 def _valid(result: T | Violations, context: grpc.ServicerContext) -> T:
