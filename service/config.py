@@ -103,6 +103,10 @@ class ConfigError(ValueError):
     pass
 
 
+class BindError(ConfigError):
+    """An address cannot be served (taken by another process); the message names it."""
+
+
 def is_loopback(host: str) -> bool:
     """127.0.0.0/8, ::1 and localhost; wildcards (0.0.0.0, ::) and names are not."""
     host = host.strip("[]")

@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 
 from gatekeeper.v1 import eligibility_pb2, registry_pb2, registry_pb2_grpc
 from service.check.servicer import EligibilityServicer
+from service.config import BindError
 from service.tolerant import add_service
 
 CHECK_DESCRIPTOR = eligibility_pb2.DESCRIPTOR.services_by_name["EligibilityService"]
@@ -33,10 +34,6 @@ SERVER_OPTIONS: Sequence[tuple[str, Any]] = (
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
     ("grpc.max_concurrent_streams", 256),  # per connection
 )
-
-
-class BindError(OSError):
-    """The address cannot be served; the message names it."""
 
 
 def create_server(

@@ -9,10 +9,10 @@ import pathlib
 from collections.abc import Callable
 from typing import Any
 
-import grpc
 from google.protobuf import json_format
 
 from gatekeeper.v1 import enums_pb2, registry_pb2, registry_pb2_grpc
+from service.cli.channel import add_tls_arguments, admin_metadata, open_channel
 from service.cli.tables import print_file
 from service.convert import parse_day, to_proto_date
 
@@ -22,7 +22,10 @@ TARGET_ENV = "GATEKEEPER_ADMIN_TARGET"
 def add_commands(commands: Any) -> None:
     admin = commands.add_parser("admin", help="the agency's writes (admin port)")
     admin.add_argument("--target", default=None, help=f"admin host:port [env {TARGET_ENV}; default 127.0.0.1:50052]")
-    admin.add_argument("--operator", default=None, help="who you are, recorded in the audit trail (default: $USER)")
+    admin.add_argument(
+        "--operator", default=None, help="a note beside your verified identity in the audit trail (default: $USER)"
+    )
+    add_tls_arguments(admin, admin=True)
     sub = admin.add_subparsers(dest="admin_command", required=True)
 
     p = sub.add_parser("register", help="register a person at an institution")
@@ -121,10 +124,10 @@ def run(args: argparse.Namespace) -> int:
     method, request = _request(args)
     target = args.target or os.environ.get(TARGET_ENV) or "127.0.0.1:50052"
     operator = args.operator or os.environ.get("USER") or getpass.getuser()
-    with grpc.insecure_channel(target) as channel:
+    with open_channel(target, args) as channel:
         stub = registry_pb2_grpc.RegistryServiceStub(channel)
         call: Callable[..., Any] = getattr(stub, method)
-        response = call(request, timeout=30, metadata=[("x-operator", operator)])
+        response = call(request, timeout=30, metadata=admin_metadata(args, operator))
     files = list(response.files) if method == "ImportSanctions" else [response.file]
     for file in files:
         print_file(file)

@@ -27,7 +27,10 @@ from grpc_status import rpc_status
 from cache.store import Store, connect
 from gatekeeper.v1 import eligibility_pb2, eligibility_pb2_grpc, enums_pb2
 from service import config
+from service.access import AccessError
 from service.cli import admin as admin_cli
+from service.cli import token as token_cli
+from service.cli.channel import add_tls_arguments, open_channel
 from service.cli.tables import print_decisions, print_status
 from service.convert import parse_day, to_proto_date, today_in_china
 from service.registry.dataset import DatasetError, read_dataset
@@ -71,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="send a claim and print its decisions")
     _target_arg(check, 50051, "GATEKEEPER_TARGET")
+    add_tls_arguments(check)
     check.add_argument("--file", type=pathlib.Path, help="claim as JSON (CheckClaimRequest in protobuf JSON form)")
     check.add_argument("--claim-id", default="cli-claim")
     check.add_argument("-i", "--institution", default="H51010500001")
@@ -83,11 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="one person's status")
     _target_arg(status, 50051, "GATEKEEPER_TARGET")
+    add_tls_arguments(status)
     status.add_argument("code")
     status.add_argument("-d", "--date", type=parse_day)
     status.add_argument("-i", "--institution", default="")
 
     admin_cli.add_commands(commands)
+    token_cli.add_commands(commands)
     return parser
 
 
@@ -128,7 +134,7 @@ def _claim_from_args(args: argparse.Namespace) -> eligibility_pb2.CheckClaimRequ
 
 def _check(args: argparse.Namespace) -> int:
     request = _claim_from_args(args)
-    with grpc.insecure_channel(resolve_target(args, 50051, "GATEKEEPER_TARGET")) as channel:
+    with open_channel(resolve_target(args, 50051, "GATEKEEPER_TARGET"), args) as channel:
         response = eligibility_pb2_grpc.EligibilityServiceStub(channel).CheckClaim(request, timeout=10)
     if args.json:
         print(json_format.MessageToJson(response, preserving_proto_field_name=True, ensure_ascii=False))
@@ -143,7 +149,7 @@ def _status(args: argparse.Namespace) -> int:
     )
     if args.date:
         request.date.CopyFrom(to_proto_date(args.date))
-    with grpc.insecure_channel(resolve_target(args, 50051, "GATEKEEPER_TARGET")) as channel:
+    with open_channel(resolve_target(args, 50051, "GATEKEEPER_TARGET"), args) as channel:
         response = eligibility_pb2_grpc.EligibilityServiceStub(channel).GetPractitionerStatus(request, timeout=10)
     print_status(response)
     return 0
@@ -175,7 +181,14 @@ def report_rpc_error(error: grpc.RpcError) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"serve": _serve, "load": _load, "check": _check, "status": _status, "admin": admin_cli.run}
+    handlers = {
+        "serve": _serve,
+        "load": _load,
+        "check": _check,
+        "status": _status,
+        "admin": admin_cli.run,
+        "token": token_cli.run,
+    }
     try:
         return handlers[args.command](args)
     except grpc.RpcError as error:
@@ -184,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and friends: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (config.ConfigError, ProfileError, DatasetError) as error:
+    except (config.ConfigError, AccessError, ProfileError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
