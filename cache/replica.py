@@ -43,6 +43,7 @@ class ReplicaState:
 
 
 EMPTY = ReplicaState(0, immutables.Map())
+Listener = Callable[[int, "frozenset[str] | None"], None]
 
 
 def person_view(code: str, projection: bytes | str) -> PersonView:
@@ -61,6 +62,21 @@ class Replica:
         # proof that a higher version did not exist then (see ``wait_for``).
         self._store_version = 0
         self._store_read_at = float("-inf")
+        self._listeners: list[Listener] = []
+
+    def on_change(self, listener: Listener) -> None:
+        """Call ``listener(version, codes)`` after each change is published (codes None: a whole snapshot).
+
+        Listeners run on the follower thread: they must only hand the event on (e.g. to a bounded queue).
+        """
+        self._listeners.append(listener)
+
+    def _tell(self, version: int, codes: frozenset[str] | None) -> None:
+        for listener in self._listeners:
+            try:
+                listener(version, codes)
+            except Exception:  # a listener must never stop the replica
+                log.exception("replica change listener failed")
 
     def age_seconds(self) -> float:
         """Seconds since the replica last confirmed it is up to date with Redis."""
@@ -84,6 +100,7 @@ class Replica:
         self._publish(ReplicaState(snapshot.version, people, snapshot.policy_id), snapshot.last_id)
         self.mark_synced()
         self.ready.set()
+        self._tell(snapshot.version, None)
 
     def apply(self, entries: list[StreamEntry]) -> bool:
         """Apply change events in order; False when a snapshot is needed instead.
@@ -97,13 +114,16 @@ class Replica:
             state = self.state
             if version != state.version + 1 or fields.get(b"kind") != b"person":
                 return False
+            codes = []
             with state.people.mutate() as people:
                 for key, value in fields.items():
                     if key not in (b"v", b"kind"):
                         code = key.decode()
                         people[code] = person_view(code, value)
+                        codes.append(code)
                 updated = people.finish()
             self._publish(ReplicaState(version, updated, state.policy_id), entry_id)
+            self._tell(version, frozenset(codes))
         return True
 
     def saw_store_version(self, version: int, read_at: float) -> None:

@@ -7,7 +7,7 @@ Nothing here knows the policy: callers hand in already-encoded ledgers and proje
 from __future__ import annotations
 
 import importlib.resources
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -101,6 +101,19 @@ class Store:
         pipe.hmget(self.keys.docs, list(doc_keys))
         version, ledgers, docs = pipe.execute()
         return int(version or 0), list(ledgers), list(docs)
+
+    def scan_ledgers(self, batch: int = 2000) -> Iterator[tuple[bytes, bytes]]:
+        """Every (code, ledger JSON), in batches (HSCAN: Redis is never blocked for the whole hash)."""
+        yield from self.client.hscan_iter(self.keys.ledgers, count=batch)
+
+    def read_ledgers(self, codes: Sequence[str], batch: int = 5000) -> dict[str, bytes]:
+        """The ledgers of ``codes`` that exist, read in pipelined batches."""
+        found: dict[str, bytes] = {}
+        for i in range(0, len(codes), batch):
+            chunk = list(codes[i : i + batch])
+            raws: list[bytes | None] = cast(list[bytes | None], self.client.hmget(self.keys.ledgers, chunk))
+            found.update({c: raw for c, raw in zip(chunk, raws, strict=True) if raw is not None})
+        return found
 
     def read_doc(self, key: str) -> bytes | None:
         """An idempotency document (JSON), or None."""

@@ -24,6 +24,7 @@ from service.access import AccessList, load_access
 from service.admin_guard import AdminGuard
 from service.check.decision_log import DecisionLog
 from service.check.servicer import CheckLimits, EligibilityServicer
+from service.check.validation import Codes
 from service.config import Settings
 from service.convert import today_in_china
 from service.metrics import Metrics, RpcMetrics
@@ -42,6 +43,8 @@ from service.server import (
 )
 from service.tls import ReloadingCredentials, TlsFiles
 from service.tolerant import RejectUndecodable
+from service.watch.hub import WatchHub
+from service.watch.stream import Watches
 
 log = logging.getLogger("gatekeeper")
 DEMO_DATA = pathlib.Path(__file__).parent / "demo" / "people.jsonl"
@@ -141,14 +144,21 @@ def _start(settings: Settings, profile: Profile, registry: CollectorRegistry, ru
     _mark_serving_when_ready(replica, health_servicer, stopping)
     rpc_metrics = RpcMetrics(metrics)
 
+    decision_log = DecisionLog(settings.decision_log, settings.decision_log_file)
+    running.on_stop(decision_log.close)
     limits = CheckLimits(settings.max_lines, settings.min_version_wait_ms / 1000, settings.max_waiting_checks)
+    hub = WatchHub()
+    replica.on_change(hub.published)
+    metrics.watch_watchers(count=hub.watchers, lag=hub.max_lag)
+    watches = Watches(replica, hub, Codes.of(profile), today_in_china, max_watchers=settings.max_watchers)
     eligibility = EligibilityServicer(
         replica,
         profile,
         metrics,
         limits=limits,
-        decision_log=DecisionLog(settings.decision_log),
+        decision_log=decision_log,
         today=today_in_china,
+        watches=watches,
     )
     undecodable = RejectUndecodable(metrics.undecodable)
     check = rpc_metrics.instrument(undecodable.protect(eligibility, CHECK_DESCRIPTOR), CHECK_DESCRIPTOR)
@@ -157,8 +167,10 @@ def _start(settings: Settings, profile: Profile, registry: CollectorRegistry, ru
         running,
         f"{settings.host}:{settings.port}",
         check_services(check, health_servicer),
-        # Waiting checks get threads of their own, so they never take the ones that answer the rest.
-        ServerShape(settings.workers + settings.max_waiting_checks, settings.max_concurrent_rpcs),
+        # Waiting checks and watchers get threads of their own, so they never take the ones that answer the rest.
+        ServerShape(
+            settings.workers + settings.max_waiting_checks + settings.max_watchers, settings.max_concurrent_rpcs
+        ),
         tls.check if tls else None,
     )
     if settings.effective_admin_port:

@@ -77,6 +77,7 @@ SETTINGS: tuple[Spec, ...] = (
         "checks that may wait for min_data_version at once, on threads of their own; beyond: STALE_DATA at once",
         int,
     ),
+    Spec("max_watchers", 256, "WatchStatusChanges streams at once, on threads of their own", int),
     Spec("max_concurrent_rpcs", 2000, "calls in flight per server beyond which it sheds with RESOURCE_EXHAUSTED", int),
     Spec("tls_cert", None, "PEM certificate chain for both ports (reloaded on change or SIGHUP); unset: plaintext"),
     Spec("tls_key", None, "PEM private key of --tls-cert"),
@@ -92,6 +93,9 @@ SETTINGS: tuple[Spec, ...] = (
         "rejects",
         "decision log: all claims, claims with non-eligible lines (rejects), or off",
         _choice("all", "rejects", "off"),
+    ),
+    Spec(
+        "decision_log_file", None, "write the decision log as JSON lines to this file (for recheck) instead of stderr"
     ),
     Spec("log_format", "json", "log format", _choice("json", "text")),
     Spec("log_level", "INFO", "log level", _choice("DEBUG", "INFO", "WARNING", "ERROR")),
@@ -170,6 +174,7 @@ class Settings:
     min_version_wait_ms: int
     workers: int
     max_waiting_checks: int
+    max_watchers: int
     max_concurrent_rpcs: int
     tls_cert: str | None
     tls_key: str | None
@@ -177,6 +182,7 @@ class Settings:
     admin_access: str | None
     demo_data: bool
     decision_log: str
+    decision_log_file: str | None
     log_format: str
     log_level: str
 
@@ -189,6 +195,7 @@ class Settings:
             "max_lines": self.max_lines,
             "workers": self.workers,
             "max_waiting_checks": self.max_waiting_checks,
+            "max_watchers": self.max_watchers,
             "max_concurrent_rpcs": self.max_concurrent_rpcs,
         }
         for name, value in positive.items():

@@ -7,7 +7,7 @@ personal data); the decision log carries those.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -110,6 +110,12 @@ class Metrics:
         )
         for reason in AUTH_FAILURE_REASONS:  # every series exists from the start, so rates and alerts see 0
             self.admin_auth_failures.labels(reason)
+        self.watchers = Gauge("gatekeeper_watchers", "WatchStatusChanges streams open.", registry=registry)
+        self.watch_lag = Gauge(
+            "gatekeeper_watch_lag_versions",
+            "Data versions the slowest watcher is behind the replica.",
+            registry=registry,
+        )
         self.undecodable = Counter(
             "gatekeeper_undecodable_requests_total",
             "Requests whose bytes were not a valid message, answered INVALID_ARGUMENT.",
@@ -136,6 +142,10 @@ class Metrics:
         self.replica_people.set_function(people)
         self.replica_ready.set_function(ready)
 
+    def watch_watchers(self, count: Callable[[], float], lag: Callable[[], float]) -> None:
+        self.watchers.set_function(count)
+        self.watch_lag.set_function(lag)
+
     def serve_http(self, port: int, addr: str = "0.0.0.0") -> Any:
         return start_http_server(port, addr=addr, registry=self.registry)
 
@@ -155,8 +165,40 @@ class RpcMetrics:
     def instrument(self, servicer: T, service: ServiceDescriptor) -> T:
         for method in service.methods:
             behavior = getattr(servicer, method.name)
-            setattr(servicer, method.name, self._wrap(behavior, service.full_name, method.name))
+            if method.server_streaming and not method.client_streaming:
+                wrapped = self._wrap_server_stream(behavior, service.full_name, method.name)
+            else:
+                wrapped = self._wrap(behavior, service.full_name, method.name)
+            setattr(servicer, method.name, wrapped)
         return servicer
+
+    def _wrap_server_stream(
+        self, behavior: Callable[[Any, Any], Any], service: str, method: str
+    ) -> Callable[[Any, Any], Any]:
+        """A server stream: handled (with its code) when the stream ends, each message counted as sent."""
+        m = self.metrics
+        labels = ("server_stream", service, method)
+        started, received, sent = m.started.labels(*labels), m.received.labels(*labels), m.sent.labels(*labels)
+        handling = m.handling.labels(*labels)
+        clock = time.perf_counter
+
+        def wrapped(request: Any, context: Any) -> Iterator[Any]:
+            started.inc()
+            received.inc()
+            begin = clock()
+            code = grpc.StatusCode.OK
+            try:
+                for message in behavior(request, context):
+                    sent.inc()
+                    yield message
+            except BaseException:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            finally:
+                handling.observe(clock() - begin)
+                m.handled.labels("server_stream", service, method, GO_CODE_NAMES[code]).inc()
+
+        return wrapped
 
     def _wrap(self, behavior: Callable[[Any, Any], Any], service: str, method: str) -> Callable[[Any, Any], Any]:
         m = self.metrics

@@ -26,25 +26,31 @@ from gatekeeper.v1 import enums_pb2 as gatekeeper_dot_v1_dot_enums__pb2
 from google.type import date_pb2 as google_dot_type_dot_date__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fgatekeeper/v1/eligibility.proto\x12\rgatekeeper.v1\x1a\x19gatekeeper/v1/enums.proto\x1a\x16google/type/date.proto\"\x82\x01\n\x11\x43heckClaimRequest\x12\x10\n\x08\x63laim_id\x18\x01 \x01(\t\x12\x18\n\x10institution_code\x18\x02 \x01(\t\x12\'\n\x05lines\x18\x03 \x03(\x0b\x32\x18.gatekeeper.v1.ClaimLine\x12\x18\n\x10min_data_version\x18\x04 \x01(\x04\"\xb6\x01\n\tClaimLine\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x19\n\x11practitioner_code\x18\x02 \x01(\t\x12\x16\n\x0e\x64ispenser_code\x18\x03 \x01(\t\x12\'\n\x0cservice_date\x18\x04 \x01(\x0b\x32\x11.google.type.Date\x12*\n\tcare_type\x18\x05 \x01(\x0e\x32\x17.gatekeeper.v1.CareType\x12\x10\n\x08med_type\x18\x06 \x01(\t\"\x7f\n\x12\x43heckClaimResponse\x12\x10\n\x08\x63laim_id\x18\x01 \x01(\t\x12.\n\tdecisions\x18\x02 \x03(\x0b\x32\x1b.gatekeeper.v1.LineDecision\x12\x14\n\x0c\x64\x61ta_version\x18\x03 \x01(\x04\x12\x11\n\tpolicy_id\x18\x04 \x01(\t\"\xa2\x02\n\x0cLineDecision\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12)\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x17.gatekeeper.v1.Decision\x12%\n\x06reason\x18\x03 \x01(\x0e\x32\x15.gatekeeper.v1.Reason\x12\x19\n\x11practitioner_code\x18\x04 \x01(\t\x12\x31\n\x06status\x18\x05 \x01(\x0e\x32!.gatekeeper.v1.PractitionerStatus\x12\'\n\x0cstatus_since\x18\x06 \x01(\x0b\x32\x11.google.type.Date\x12\'\n\x0cstatus_until\x18\x07 \x01(\x0b\x32\x11.google.type.Date\x12\x0f\n\x07message\x18\x08 \x01(\t\"t\n\x1cGetPractitionerStatusRequest\x12\x19\n\x11practitioner_code\x18\x01 \x01(\t\x12\x1f\n\x04\x64\x61te\x18\x02 \x01(\x0b\x32\x11.google.type.Date\x12\x18\n\x10institution_code\x18\x03 \x01(\t\"\xc3\x02\n\x1dGetPractitionerStatusResponse\x12\x19\n\x11practitioner_code\x18\x01 \x01(\t\x12\x31\n\x06status\x18\x02 \x01(\x0e\x32!.gatekeeper.v1.PractitionerStatus\x12\'\n\x0cstatus_since\x18\x03 \x01(\x0b\x32\x11.google.type.Date\x12\'\n\x0cstatus_until\x18\x04 \x01(\x0b\x32\x11.google.type.Date\x12\x12\n\nregistered\x18\x05 \x01(\x08\x12\x36\n\x1breregistration_allowed_from\x18\x06 \x01(\x0b\x32\x11.google.type.Date\x12\x14\n\x0c\x64\x61ta_version\x18\x07 \x01(\x04\x12\x11\n\tpolicy_id\x18\x08 \x01(\t\x12\r\n\x05known\x18\t \x01(\x08\x32\xdb\x01\n\x12\x45ligibilityService\x12Q\n\nCheckClaim\x12 .gatekeeper.v1.CheckClaimRequest\x1a!.gatekeeper.v1.CheckClaimResponse\x12r\n\x15GetPractitionerStatus\x12+.gatekeeper.v1.GetPractitionerStatusRequest\x1a,.gatekeeper.v1.GetPractitionerStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fgatekeeper/v1/eligibility.proto\x12\rgatekeeper.v1\x1a\x19gatekeeper/v1/enums.proto\x1a\x16google/type/date.proto\"m\n\x19WatchStatusChangesRequest\x12\x18\n\x10institution_code\x18\x01 \x01(\t\x12\x1a\n\x12practitioner_codes\x18\x02 \x03(\t\x12\x1a\n\x12\x61\x66ter_data_version\x18\x03 \x01(\x04\"\xf3\x01\n\x0cStatusChange\x12\x19\n\x11practitioner_code\x18\x01 \x01(\t\x12\x31\n\x06status\x18\x02 \x01(\x0e\x32!.gatekeeper.v1.PractitionerStatus\x12\'\n\x0cstatus_since\x18\x03 \x01(\x0b\x32\x11.google.type.Date\x12\'\n\x0cstatus_until\x18\x04 \x01(\x0b\x32\x11.google.type.Date\x12\x14\n\x0c\x64\x61ta_version\x18\x05 \x01(\x04\x12-\n\x04kind\x18\x06 \x01(\x0e\x32\x1f.gatekeeper.v1.StatusChangeKind\"\x82\x01\n\x11\x43heckClaimRequest\x12\x10\n\x08\x63laim_id\x18\x01 \x01(\t\x12\x18\n\x10institution_code\x18\x02 \x01(\t\x12\'\n\x05lines\x18\x03 \x03(\x0b\x32\x18.gatekeeper.v1.ClaimLine\x12\x18\n\x10min_data_version\x18\x04 \x01(\x04\"\xb6\x01\n\tClaimLine\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12\x19\n\x11practitioner_code\x18\x02 \x01(\t\x12\x16\n\x0e\x64ispenser_code\x18\x03 \x01(\t\x12\'\n\x0cservice_date\x18\x04 \x01(\x0b\x32\x11.google.type.Date\x12*\n\tcare_type\x18\x05 \x01(\x0e\x32\x17.gatekeeper.v1.CareType\x12\x10\n\x08med_type\x18\x06 \x01(\t\"\x7f\n\x12\x43heckClaimResponse\x12\x10\n\x08\x63laim_id\x18\x01 \x01(\t\x12.\n\tdecisions\x18\x02 \x03(\x0b\x32\x1b.gatekeeper.v1.LineDecision\x12\x14\n\x0c\x64\x61ta_version\x18\x03 \x01(\x04\x12\x11\n\tpolicy_id\x18\x04 \x01(\t\"\xa2\x02\n\x0cLineDecision\x12\x0f\n\x07line_id\x18\x01 \x01(\t\x12)\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x17.gatekeeper.v1.Decision\x12%\n\x06reason\x18\x03 \x01(\x0e\x32\x15.gatekeeper.v1.Reason\x12\x19\n\x11practitioner_code\x18\x04 \x01(\t\x12\x31\n\x06status\x18\x05 \x01(\x0e\x32!.gatekeeper.v1.PractitionerStatus\x12\'\n\x0cstatus_since\x18\x06 \x01(\x0b\x32\x11.google.type.Date\x12\'\n\x0cstatus_until\x18\x07 \x01(\x0b\x32\x11.google.type.Date\x12\x0f\n\x07message\x18\x08 \x01(\t\"t\n\x1cGetPractitionerStatusRequest\x12\x19\n\x11practitioner_code\x18\x01 \x01(\t\x12\x1f\n\x04\x64\x61te\x18\x02 \x01(\x0b\x32\x11.google.type.Date\x12\x18\n\x10institution_code\x18\x03 \x01(\t\"\xc3\x02\n\x1dGetPractitionerStatusResponse\x12\x19\n\x11practitioner_code\x18\x01 \x01(\t\x12\x31\n\x06status\x18\x02 \x01(\x0e\x32!.gatekeeper.v1.PractitionerStatus\x12\'\n\x0cstatus_since\x18\x03 \x01(\x0b\x32\x11.google.type.Date\x12\'\n\x0cstatus_until\x18\x04 \x01(\x0b\x32\x11.google.type.Date\x12\x12\n\nregistered\x18\x05 \x01(\x08\x12\x36\n\x1breregistration_allowed_from\x18\x06 \x01(\x0b\x32\x11.google.type.Date\x12\x14\n\x0c\x64\x61ta_version\x18\x07 \x01(\x04\x12\x11\n\tpolicy_id\x18\x08 \x01(\t\x12\r\n\x05known\x18\t \x01(\x08*\x9b\x01\n\x10StatusChangeKind\x12\"\n\x1eSTATUS_CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSTATUS_CHANGE_KIND_SNAPSHOT\x10\x01\x12#\n\x1fSTATUS_CHANGE_KIND_SNAPSHOT_END\x10\x02\x12\x1d\n\x19STATUS_CHANGE_KIND_CHANGE\x10\x03\x32\xba\x02\n\x12\x45ligibilityService\x12Q\n\nCheckClaim\x12 .gatekeeper.v1.CheckClaimRequest\x1a!.gatekeeper.v1.CheckClaimResponse\x12r\n\x15GetPractitionerStatus\x12+.gatekeeper.v1.GetPractitionerStatusRequest\x1a,.gatekeeper.v1.GetPractitionerStatusResponse\x12]\n\x12WatchStatusChanges\x12(.gatekeeper.v1.WatchStatusChangesRequest\x1a\x1b.gatekeeper.v1.StatusChange0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gatekeeper.v1.eligibility_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CHECKCLAIMREQUEST']._serialized_start=102
-  _globals['_CHECKCLAIMREQUEST']._serialized_end=232
-  _globals['_CLAIMLINE']._serialized_start=235
-  _globals['_CLAIMLINE']._serialized_end=417
-  _globals['_CHECKCLAIMRESPONSE']._serialized_start=419
-  _globals['_CHECKCLAIMRESPONSE']._serialized_end=546
-  _globals['_LINEDECISION']._serialized_start=549
-  _globals['_LINEDECISION']._serialized_end=839
-  _globals['_GETPRACTITIONERSTATUSREQUEST']._serialized_start=841
-  _globals['_GETPRACTITIONERSTATUSREQUEST']._serialized_end=957
-  _globals['_GETPRACTITIONERSTATUSRESPONSE']._serialized_start=960
-  _globals['_GETPRACTITIONERSTATUSRESPONSE']._serialized_end=1283
-  _globals['_ELIGIBILITYSERVICE']._serialized_start=1286
-  _globals['_ELIGIBILITYSERVICE']._serialized_end=1505
+  _globals['_STATUSCHANGEKIND']._serialized_start=1643
+  _globals['_STATUSCHANGEKIND']._serialized_end=1798
+  _globals['_WATCHSTATUSCHANGESREQUEST']._serialized_start=101
+  _globals['_WATCHSTATUSCHANGESREQUEST']._serialized_end=210
+  _globals['_STATUSCHANGE']._serialized_start=213
+  _globals['_STATUSCHANGE']._serialized_end=456
+  _globals['_CHECKCLAIMREQUEST']._serialized_start=459
+  _globals['_CHECKCLAIMREQUEST']._serialized_end=589
+  _globals['_CLAIMLINE']._serialized_start=592
+  _globals['_CLAIMLINE']._serialized_end=774
+  _globals['_CHECKCLAIMRESPONSE']._serialized_start=776
+  _globals['_CHECKCLAIMRESPONSE']._serialized_end=903
+  _globals['_LINEDECISION']._serialized_start=906
+  _globals['_LINEDECISION']._serialized_end=1196
+  _globals['_GETPRACTITIONERSTATUSREQUEST']._serialized_start=1198
+  _globals['_GETPRACTITIONERSTATUSREQUEST']._serialized_end=1314
+  _globals['_GETPRACTITIONERSTATUSRESPONSE']._serialized_start=1317
+  _globals['_GETPRACTITIONERSTATUSRESPONSE']._serialized_end=1640
+  _globals['_ELIGIBILITYSERVICE']._serialized_start=1801
+  _globals['_ELIGIBILITYSERVICE']._serialized_end=2115
 # @@protoc_insertion_point(module_scope)

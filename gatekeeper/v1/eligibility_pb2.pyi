@@ -8,6 +8,7 @@ from gatekeeper.v1 import enums_pb2 as _enums_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.type import date_pb2 as _date_pb2
 import builtins as _builtins
 import sys
@@ -19,6 +20,100 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _StatusChangeKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StatusChangeKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StatusChangeKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STATUS_CHANGE_KIND_UNSPECIFIED: _StatusChangeKind.ValueType  # 0
+    STATUS_CHANGE_KIND_SNAPSHOT: _StatusChangeKind.ValueType  # 1
+    """The state at the start (or after the server reloaded its data): replace what you hold."""
+    STATUS_CHANGE_KIND_SNAPSHOT_END: _StatusChangeKind.ValueType  # 2
+    """The snapshot is complete; data_version is the version it was taken at."""
+    STATUS_CHANGE_KIND_CHANGE: _StatusChangeKind.ValueType  # 3
+    """One person's status changed."""
+
+class StatusChangeKind(_StatusChangeKind, metaclass=_StatusChangeKindEnumTypeWrapper): ...
+
+STATUS_CHANGE_KIND_UNSPECIFIED: StatusChangeKind.ValueType  # 0
+STATUS_CHANGE_KIND_SNAPSHOT: StatusChangeKind.ValueType  # 1
+"""The state at the start (or after the server reloaded its data): replace what you hold."""
+STATUS_CHANGE_KIND_SNAPSHOT_END: StatusChangeKind.ValueType  # 2
+"""The snapshot is complete; data_version is the version it was taken at."""
+STATUS_CHANGE_KIND_CHANGE: StatusChangeKind.ValueType  # 3
+"""One person's status changed."""
+Global___StatusChangeKind: _TypeAlias = StatusChangeKind  # noqa: Y015
+
+@_typing.final
+class WatchStatusChangesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTITUTION_CODE_FIELD_NUMBER: _builtins.int
+    PRACTITIONER_CODES_FIELD_NUMBER: _builtins.int
+    AFTER_DATA_VERSION_FIELD_NUMBER: _builtins.int
+    institution_code: _builtins.str
+    """Optional: only people registered at this institution (today or later)."""
+    after_data_version: _builtins.int
+    """Resume point: the data_version of the last StatusChange received; 0 starts with a snapshot."""
+    @_builtins.property
+    def practitioner_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Optional: only these people (at most 10,000). With institution_code as well: either."""
+
+    def __init__(
+        self,
+        *,
+        institution_code: _builtins.str = ...,
+        practitioner_codes: _abc.Iterable[_builtins.str] | None = ...,
+        after_data_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_data_version", b"after_data_version", "institution_code", b"institution_code", "practitioner_codes", b"practitioner_codes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchStatusChangesRequest: _TypeAlias = WatchStatusChangesRequest  # noqa: Y015
+
+@_typing.final
+class StatusChange(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRACTITIONER_CODE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    STATUS_SINCE_FIELD_NUMBER: _builtins.int
+    STATUS_UNTIL_FIELD_NUMBER: _builtins.int
+    DATA_VERSION_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    practitioner_code: _builtins.str
+    status: _enums_pb2.PractitionerStatus.ValueType
+    """The period now in force, or the next one to come when the person is normal today."""
+    data_version: _builtins.int
+    kind: Global___StatusChangeKind.ValueType
+    @_builtins.property
+    def status_since(self) -> _date_pb2.Date: ...
+    @_builtins.property
+    def status_until(self) -> _date_pb2.Date:
+        """Unset when open-ended."""
+
+    def __init__(
+        self,
+        *,
+        practitioner_code: _builtins.str = ...,
+        status: _enums_pb2.PractitionerStatus.ValueType = ...,
+        status_since: _date_pb2.Date | None = ...,
+        status_until: _date_pb2.Date | None = ...,
+        data_version: _builtins.int = ...,
+        kind: Global___StatusChangeKind.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["status_since", b"status_since", "status_until", b"status_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_version", b"data_version", "kind", b"kind", "practitioner_code", b"practitioner_code", "status", b"status", "status_since", b"status_since", "status_until", b"status_until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatusChange: _TypeAlias = StatusChange  # noqa: Y015
 
 @_typing.final
 class CheckClaimRequest(_message.Message):

@@ -45,6 +45,11 @@ class EligibilityServiceStub:
                 request_serializer=gatekeeper_dot_v1_dot_eligibility__pb2.GetPractitionerStatusRequest.SerializeToString,
                 response_deserializer=gatekeeper_dot_v1_dot_eligibility__pb2.GetPractitionerStatusResponse.FromString,
                 _registered_method=True)
+        self.WatchStatusChanges = channel.unary_stream(
+                '/gatekeeper.v1.EligibilityService/WatchStatusChanges',
+                request_serializer=gatekeeper_dot_v1_dot_eligibility__pb2.WatchStatusChangesRequest.SerializeToString,
+                response_deserializer=gatekeeper_dot_v1_dot_eligibility__pb2.StatusChange.FromString,
+                _registered_method=True)
 
 
 class EligibilityServiceServicer:
@@ -65,6 +70,17 @@ class EligibilityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchStatusChanges(self, request, context):
+        """Statuses as they change, for appointment platforms and HIS caches that publish or hold them: a snapshot
+        of everyone in scope who is suspended or terminated today or later (unless resuming), then one
+        StatusChange per person whose status in scope changed. A resume point the server can no longer serve
+        restarts with a snapshot, never with a silent gap. A watcher that falls behind is ended with
+        RESOURCE_EXHAUSTED naming the after_data_version to resume from.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EligibilityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +93,11 @@ def add_EligibilityServiceServicer_to_server(servicer, server):
                     servicer.GetPractitionerStatus,
                     request_deserializer=gatekeeper_dot_v1_dot_eligibility__pb2.GetPractitionerStatusRequest.FromString,
                     response_serializer=gatekeeper_dot_v1_dot_eligibility__pb2.GetPractitionerStatusResponse.SerializeToString,
+            ),
+            'WatchStatusChanges': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchStatusChanges,
+                    request_deserializer=gatekeeper_dot_v1_dot_eligibility__pb2.WatchStatusChangesRequest.FromString,
+                    response_serializer=gatekeeper_dot_v1_dot_eligibility__pb2.StatusChange.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +155,33 @@ class EligibilityService:
             '/gatekeeper.v1.EligibilityService/GetPractitionerStatus',
             gatekeeper_dot_v1_dot_eligibility__pb2.GetPractitionerStatusRequest.SerializeToString,
             gatekeeper_dot_v1_dot_eligibility__pb2.GetPractitionerStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchStatusChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/gatekeeper.v1.EligibilityService/WatchStatusChanges',
+            gatekeeper_dot_v1_dot_eligibility__pb2.WatchStatusChangesRequest.SerializeToString,
+            gatekeeper_dot_v1_dot_eligibility__pb2.StatusChange.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,13 @@ class EligibilityServiceStub:
     """Decide every line of a claim. Malformed requests are INVALID_ARGUMENT with google.rpc.BadRequest."""
     GetPractitionerStatus: _grpc.UnaryUnaryMultiCallable[_eligibility_pb2.GetPractitionerStatusRequest, _eligibility_pb2.GetPractitionerStatusResponse]
     """One person's status on a date, for appointment platforms and POS screens."""
+    WatchStatusChanges: _grpc.UnaryStreamMultiCallable[_eligibility_pb2.WatchStatusChangesRequest, _eligibility_pb2.StatusChange]
+    """Statuses as they change, for appointment platforms and HIS caches that publish or hold them: a snapshot
+    of everyone in scope who is suspended or terminated today or later (unless resuming), then one
+    StatusChange per person whose status in scope changed. A resume point the server can no longer serve
+    restarts with a snapshot, never with a silent gap. A watcher that falls behind is ended with
+    RESOURCE_EXHAUSTED naming the after_data_version to resume from.
+    """
 
 @_typing.type_check_only
 class EligibilityServiceAsyncStub(EligibilityServiceStub):
@@ -47,6 +54,13 @@ class EligibilityServiceAsyncStub(EligibilityServiceStub):
     """Decide every line of a claim. Malformed requests are INVALID_ARGUMENT with google.rpc.BadRequest."""
     GetPractitionerStatus: _aio.UnaryUnaryMultiCallable[_eligibility_pb2.GetPractitionerStatusRequest, _eligibility_pb2.GetPractitionerStatusResponse]  # type: ignore[assignment]
     """One person's status on a date, for appointment platforms and POS screens."""
+    WatchStatusChanges: _aio.UnaryStreamMultiCallable[_eligibility_pb2.WatchStatusChangesRequest, _eligibility_pb2.StatusChange]  # type: ignore[assignment]
+    """Statuses as they change, for appointment platforms and HIS caches that publish or hold them: a snapshot
+    of everyone in scope who is suspended or terminated today or later (unless resuming), then one
+    StatusChange per person whose status in scope changed. A resume point the server can no longer serve
+    restarts with a snapshot, never with a silent gap. A watcher that falls behind is ended with
+    RESOURCE_EXHAUSTED naming the after_data_version to resume from.
+    """
 
 class EligibilityServiceServicer(metaclass=_abc_1.ABCMeta):
     """The check path: read-only, answered from an in-memory replica with no I/O per request."""
@@ -66,5 +80,18 @@ class EligibilityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_eligibility_pb2.GetPractitionerStatusResponse, _abc.Awaitable[_eligibility_pb2.GetPractitionerStatusResponse]]:
         """One person's status on a date, for appointment platforms and POS screens."""
+
+    @_abc_1.abstractmethod
+    def WatchStatusChanges(
+        self,
+        request: _eligibility_pb2.WatchStatusChangesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_eligibility_pb2.StatusChange], _abc.AsyncIterator[_eligibility_pb2.StatusChange]]:
+        """Statuses as they change, for appointment platforms and HIS caches that publish or hold them: a snapshot
+        of everyone in scope who is suspended or terminated today or later (unless resuming), then one
+        StatusChange per person whose status in scope changed. A resume point the server can no longer serve
+        restarts with a snapshot, never with a silent gap. A watcher that falls behind is ended with
+        RESOURCE_EXHAUSTED naming the after_data_version to resume from.
+        """
 
 def add_EligibilityServiceServicer_to_server(servicer: EligibilityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

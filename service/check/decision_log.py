@@ -1,23 +1,74 @@
 """The decision log: one JSON line per claim that auditors can search by code, claim or reason.
 
 Billing under a suspended person's code is itself an offence, so the log names the people;
-it goes to its own logger ("gatekeeper.decisions") so operators can route it separately.
+it goes to its own logger ("gatekeeper.decisions") so operators can route it separately, or to a
+file of its own (``GATEKEEPER_DECISION_LOG_FILE``). Each entry carries what it takes to decide
+the line again (every person on it, the date, care type and ``med_type``): ``gatekeeper recheck``
+re-decides rejected lines after an upheld appeal, ``gatekeeper simulate`` under a draft profile.
+
+Records are formatted and written by a thread of their own: the check path only enqueues a
+tuple. If the writer falls behind by ``MAX_PENDING`` claims, further records are dropped and
+counted (``dropped``) rather than slowing checks down.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+import time
 from collections.abc import Sequence
+
+from pythonjsonlogger.json import JsonFormatter
 
 from domain.values import Reason
 from service.check.decision import Line, Outcome
 
 log = logging.getLogger("gatekeeper.decisions")
+MAX_PENDING = 100_000
+
+_Record = tuple[str, str, Sequence[Line], Sequence[Outcome], int, str]
+
+
+def entry(line: Line, outcome: Outcome) -> dict[str, str]:
+    """One line of a claim as logged: the decision, and everything needed to decide it again."""
+    return {
+        "line_id": line.line_id,
+        "service_date": line.service_date.isoformat(),
+        "practitioner_code": outcome.practitioner_code,  # the person the reason is about
+        "decision": outcome.decision.name,
+        "reason": outcome.reason.name,
+        "line_practitioner_code": line.practitioner_code,
+        "dispenser_code": line.dispenser_code,
+        "care_type": line.care_type.name,
+        "med_type": line.med_type,
+    }
+
+
+def file_handler(path: str) -> logging.Handler:
+    """JSON lines in a file of their own; reopened when logrotate moves it."""
+    from logging.handlers import WatchedFileHandler
+
+    handler = WatchedFileHandler(path, encoding="utf-8")
+    handler.setFormatter(JsonFormatter("%(asctime)s %(name)s %(message)s"))
+    return handler
 
 
 class DecisionLog:
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, path: str | None = None) -> None:
         self.mode = mode  # "all", "rejects" (claims with any non-eligible line) or "off"
+        self.dropped = 0
+        self._pending: queue.Queue[_Record] = queue.Queue(MAX_PENDING)
+        self._writer: threading.Thread | None = None
+        self._handler: logging.Handler | None = None
+        if mode == "off":
+            return
+        if path:
+            self._handler = file_handler(path)
+            log.addHandler(self._handler)
+            log.propagate = False
+        self._writer = threading.Thread(target=self._write_all, name="decision-log", daemon=True)
+        self._writer.start()
 
     def record(
         self,
@@ -30,10 +81,49 @@ class DecisionLog:
     ) -> None:
         if self.mode == "off":
             return
-        notable = [(line, o) for line, o in zip(lines, outcomes, strict=True) if o.reason is not Reason.ELIGIBLE]
-        if self.mode == "rejects" and not notable:
+        if self.mode == "rejects" and all(o.reason is Reason.ELIGIBLE for o in outcomes):
             return
-        shown = notable if self.mode == "rejects" else list(zip(lines, outcomes, strict=True))
+        try:
+            self._pending.put_nowait((claim_id, institution_code, lines, outcomes, data_version, policy_id))
+        except queue.Full:
+            self.dropped += 1
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until every record enqueued so far is written (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self._pending.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self.flush()
+        if self._handler is not None:
+            log.removeHandler(self._handler)
+            log.propagate = True
+            self._handler.close()
+            self._handler = None
+
+    def _write_all(self) -> None:
+        while True:
+            record = self._pending.get()
+            try:
+                self._write(*record)
+            except Exception:  # a log line must never take the writer down
+                logging.getLogger("gatekeeper").exception("decision log write failed")
+            finally:
+                self._pending.task_done()
+
+    def _write(
+        self,
+        claim_id: str,
+        institution_code: str,
+        lines: Sequence[Line],
+        outcomes: Sequence[Outcome],
+        data_version: int,
+        policy_id: str,
+    ) -> None:
+        pairs = zip(lines, outcomes, strict=True)
+        shown = [(ln, o) for ln, o in pairs if self.mode == "all" or o.reason is not Reason.ELIGIBLE]
         log.info(
             "claim decided",
             extra={
@@ -42,15 +132,6 @@ class DecisionLog:
                 "lines": len(lines),
                 "data_version": data_version,
                 "policy_id": policy_id,
-                "decisions": [
-                    {
-                        "line_id": line.line_id,
-                        "service_date": line.service_date.isoformat(),
-                        "practitioner_code": o.practitioner_code,
-                        "decision": o.decision.name,
-                        "reason": o.reason.name,
-                    }
-                    for line, o in shown
-                ],
+                "decisions": [entry(ln, o) for ln, o in shown],
             },
         )

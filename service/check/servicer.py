@@ -7,7 +7,7 @@ for with min_data_version.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -26,6 +26,7 @@ from service.convert import proto_date, set_date, status_value
 from service.errors import abort
 from service.metrics import Metrics
 from service.rules.profile import Profile
+from service.watch.stream import Watches
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,7 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         limits: CheckLimits = CheckLimits(),
         decision_log: DecisionLog | None = None,
         today: Callable[[], date],
+        watches: Watches | None = None,
     ) -> None:
         self.replica = replica
         self.profile = profile
@@ -77,6 +79,7 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         self.decision_log = decision_log or DecisionLog("off")
         self.today = today
         self.codes = Codes.of(profile)
+        self.watches = watches
         self.waits = Waits(replica, limits)
 
     def CheckClaim(
@@ -125,6 +128,13 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         if window.status is Status.TERMINATED:
             set_date(response.reregistration_allowed_from, person.reregistration_allowed_from)
         return response
+
+    def WatchStatusChanges(
+        self, request: eligibility_pb2.WatchStatusChangesRequest, context: grpc.ServicerContext
+    ) -> Iterator[eligibility_pb2.StatusChange]:
+        if self.watches is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "This server does not offer the status feed.")
+        return self.watches.stream(request, context)
 
     def _state_for(self, min_version: int, context: grpc.ServicerContext) -> tuple[ReplicaState, bool]:
         """The replica state to answer from, and whether it is too stale to decide with."""

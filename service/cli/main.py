@@ -24,19 +24,18 @@ from google.protobuf import json_format
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from cache.store import Store, connect
 from gatekeeper.v1 import eligibility_pb2, eligibility_pb2_grpc, enums_pb2
 from service import config
 from service.access import AccessError
 from service.cli import admin as admin_cli
+from service.cli import offline as offline_cli
 from service.cli import token as token_cli
 from service.cli.channel import add_tls_arguments, open_channel
-from service.cli.tables import print_decisions, print_status
+from service.cli.store_target import NoStore, store_from
+from service.cli.tables import print_change, print_decisions, print_status
 from service.convert import parse_day, to_proto_date, today_in_china
 from service.registry.dataset import DatasetError, read_dataset
 from service.rules.profile import ProfileError, load_profile
-
-EMBEDDED_URL_FILE = "redis.url"
 
 
 def _target_arg(parser: argparse.ArgumentParser, default_port: int, env: str) -> None:
@@ -92,23 +91,24 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("-d", "--date", type=parse_day)
     status.add_argument("-i", "--institution", default="")
 
+    watch = commands.add_parser("watch", help="print status changes as they happen (WatchStatusChanges)")
+    _target_arg(watch, 50051, "GATEKEEPER_TARGET")
+    add_tls_arguments(watch)
+    watch.add_argument("-i", "--institution", default="", help="only people registered at this institution")
+    watch.add_argument("-p", "--practitioner", action="append", default=[], help="only this person (repeatable)")
+    watch.add_argument("--after", type=int, default=0, help="resume after this data version (0: snapshot first)")
+
     admin_cli.add_commands(commands)
     token_cli.add_commands(commands)
+    offline_cli.add_commands(commands)
     return parser
 
 
 def _load(args: argparse.Namespace) -> int:
     settings = config.resolve(args)
-    url = settings["redis_url"]
-    if not url:
-        url_file = pathlib.Path(settings["data_dir"]) / "redis" / EMBEDDED_URL_FILE
-        if not url_file.exists():
-            print("no Redis configured: set GATEKEEPER_REDIS_URL, or start `gatekeeper serve` first", file=sys.stderr)
-            return 2
-        url = url_file.read_text().strip()
+    store = store_from(settings)
     profile = load_profile(settings["profile"])
     dataset = read_dataset(args.file, profile)
-    store = Store(connect(url))
     version = store.swap(
         dataset.ledgers, dataset.projections, dataset.docs, profile.policy_id, datetime.now(UTC).isoformat()
     )
@@ -155,6 +155,20 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _watch(args: argparse.Namespace) -> int:
+    request = eligibility_pb2.WatchStatusChangesRequest(
+        institution_code=args.institution, practitioner_codes=args.practitioner, after_data_version=args.after
+    )
+    with open_channel(resolve_target(args, 50051, "GATEKEEPER_TARGET"), args) as channel:
+        stream = eligibility_pb2_grpc.EligibilityServiceStub(channel).WatchStatusChanges(request)
+        try:
+            for change in stream:
+                print_change(change, flush=True)
+        except KeyboardInterrupt:
+            stream.cancel()  # type: ignore[no-untyped-call]
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from service import app, logs  # the server stack loads only for `serve`
 
@@ -186,8 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "load": _load,
         "check": _check,
         "status": _status,
+        "watch": _watch,
         "admin": admin_cli.run,
         "token": token_cli.run,
+        "recheck": offline_cli.recheck,
+        "simulate": offline_cli.simulate,
     }
     try:
         return handlers[args.command](args)
@@ -197,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and friends: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (config.ConfigError, AccessError, ProfileError, DatasetError) as error:
+    except (config.ConfigError, AccessError, ProfileError, DatasetError, NoStore) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -98,3 +98,15 @@ def print_file(file: registry_pb2.PractitionerFile) -> None:
     print(table(["at", "method", "document", "version", "actor"], [
         [a.at.ToJsonString(), a.method, a.document, str(a.data_version), a.actor] for a in file.audit
     ]))  # fmt: skip
+
+
+def print_change(change: eligibility_pb2.StatusChange, *, flush: bool = False) -> None:
+    """One line per StatusChange, as `gatekeeper watch` prints them."""
+    if change.kind == eligibility_pb2.STATUS_CHANGE_KIND_SNAPSHOT_END:
+        print(f"-- snapshot complete at data version {change.data_version}; changes follow --", flush=flush)
+        return
+    kind = _short(eligibility_pb2.StatusChangeKind, change.kind, "STATUS_CHANGE_KIND_")
+    status = _short(enums_pb2.PractitionerStatus, change.status, "PRACTITIONER_STATUS_")
+    since, until = _day(change, "status_since"), _day(change, "status_until")
+    line = f"{kind:<8} {change.practitioner_code:<16} {status:<10} {since:<10}  {until:<10}  v{change.data_version}"
+    print(line, flush=flush)

@@ -125,7 +125,7 @@ def test_reflection_describes_the_contract_names(shared_gatekeeper: Gatekeeper) 
     service_file = next(f for f in by_package.values() if f.service)
     assert service_file.package == "gatekeeper.v1"
     methods = {m.name for m in service_file.service[0].method}
-    assert methods == {"CheckClaim", "GetPractitionerStatus"}
+    assert {"CheckClaim", "GetPractitionerStatus", "WatchStatusChanges"} <= methods
 
 
 # --- Every answer carries its explanation ----------------------------------------------------------------------------
