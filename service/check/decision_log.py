@@ -67,6 +67,7 @@ class DecisionLog:
             self._handler = file_handler(path)
             log.addHandler(self._handler)
             log.propagate = False
+            log.setLevel(logging.INFO)  # an audit record in its own file, whatever the diagnostic log level
         self._writer = threading.Thread(target=self._write_all, name="decision-log", daemon=True)
         self._writer.start()
 
@@ -100,6 +101,7 @@ class DecisionLog:
         if self._handler is not None:
             log.removeHandler(self._handler)
             log.propagate = True
+            log.setLevel(logging.NOTSET)
             self._handler.close()
             self._handler = None
 
