@@ -5,6 +5,7 @@ gatekeeper load FILE                   import a dataset (JSON lines) in one atom
 gatekeeper check --file claim.json     send a claim, print a table of decisions
 gatekeeper check -p CODE -d DATE ...   the same for one line given by flags
 gatekeeper status CODE                 one person's status today (or --date)
+gatekeeper health                      exit 0 when the service answers SERVING (container health checks)
 gatekeeper admin register|end|points|withdraw|repair|import|file ...   the agency's writes
 """
 
@@ -22,6 +23,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from cache.store import Store, connect
@@ -87,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("-d", "--date", type=parse_day)
     status.add_argument("-i", "--institution", default="")
 
+    health = commands.add_parser("health", help="exit 0 when the service answers SERVING, else 1")
+    _target_arg(health, 50051, "GATEKEEPER_TARGET")
+    health.add_argument("--service", default="", help="service name to ask about (default: the whole server)")
+    health.add_argument("--timeout", type=float, default=3.0)
+
     admin_cli.add_commands(commands)
     return parser
 
@@ -149,6 +156,14 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _health(args: argparse.Namespace) -> int:
+    with grpc.insecure_channel(resolve_target(args, 50051, "GATEKEEPER_TARGET")) as channel:
+        request = health_pb2.HealthCheckRequest(service=args.service)
+        status = health_pb2_grpc.HealthStub(channel).Check(request, timeout=args.timeout).status
+    print(health_pb2.HealthCheckResponse.ServingStatus.Name(status))
+    return 0 if status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
 def _serve(args: argparse.Namespace) -> int:
     from service import app, logs  # the server stack loads only for `serve`
 
@@ -175,7 +190,8 @@ def report_rpc_error(error: grpc.RpcError) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"serve": _serve, "load": _load, "check": _check, "status": _status, "admin": admin_cli.run}
+    handlers = {"serve": _serve, "load": _load, "check": _check, "status": _status, "health": _health,
+                "admin": admin_cli.run}  # fmt: skip
     try:
         return handlers[args.command](args)
     except grpc.RpcError as error:
