@@ -128,6 +128,17 @@ class Store:
         version, ledgers, docs = pipe.execute()
         return int(version or 0), list(ledgers), list(docs)
 
+    def read_everyone(self) -> tuple[int, dict[bytes, bytes], dict[bytes, bytes]]:
+        """The version, every ledger and every projection, read together (one MULTI/EXEC).
+
+        For reports over all people; the whole dataset crosses the wire, so not for hot paths."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(self.keys.version)
+        pipe.hgetall(self.keys.ledgers)
+        pipe.hgetall(self.keys.people)
+        version, ledgers, people = pipe.execute()
+        return int(version or 0), ledgers, people
+
     def read_doc(self, key: str) -> bytes | None:
         """An idempotency document (JSON), or None."""
         return cast(bytes | None, self.client.hget(self.keys.docs, key))
