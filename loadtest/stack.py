@@ -47,6 +47,16 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, poll: f
     raise TimeoutError(f"{what} within {timeout:.0f}s")
 
 
+def stop_process(process: subprocess.Popen[bytes], grace: float = 10) -> None:
+    """SIGTERM, and SIGKILL if it has not ended within ``grace`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 # --- gatekeeper processes ---------------------------------------------------------------------------
 
 
@@ -70,12 +80,7 @@ class GatekeeperProcess:
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
 
 def spawn_gatekeeper(redis_url: str, log_dir: pathlib.Path, **env: str) -> GatekeeperProcess:
@@ -170,12 +175,7 @@ class Prometheus:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process)
 
 
 # --- traffic ------------------------------------------------------------------------------------------
