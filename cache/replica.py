@@ -156,14 +156,32 @@ class Replica:
             self._applied.notify_all()
 
 
+@dataclass(slots=True)
+class FollowerStats:
+    """What the follower did so far, read by the metrics at scrape time (one writer: the follower)."""
+
+    errors: int = 0  # failed syncs with the store (Redis down, timing out, failing over)
+    snapshots: int = 0  # full snapshot loads: the first, then after loads, gaps and lost data
+    feed_lag_seconds: float = 0.0  # from the last applied change's commit in Redis to its application here
+
+
+def stream_entry_seconds(entry_id: bytes) -> float:
+    """When Redis wrote a stream entry: its id is ``<unix ms>-<sequence>``."""
+    return int(entry_id.split(b"-", 1)[0]) / 1000
+
+
 class Follower:
     """Keeps a replica current from a change feed, reconnecting forever with backoff."""
 
     # A short blocking read: an idle but healthy replica re-confirms it is current 4 times a second.
-    def __init__(self, replica: Replica, feed: ChangeFeed, *, block_ms: int = 250) -> None:
+    def __init__(
+        self, replica: Replica, feed: ChangeFeed, *, block_ms: int = 250, wall: Callable[[], float] = time.time
+    ) -> None:
         self.replica = replica
         self.feed = feed
         self.block_ms = block_ms
+        self.stats = FollowerStats()
+        self._wall = wall
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="replica-follower", daemon=True)
 
@@ -181,11 +199,14 @@ class Follower:
             try:
                 if need_snapshot:
                     self.replica.load(self.feed.snapshot())
+                    self.stats.snapshots += 1
                     log.info("replica loaded snapshot", extra={"data_version": self.replica.state.version})
                 sent = self.replica.now()
                 entries = self.feed.changes(self.replica.last_id, self.block_ms)
                 if entries:
                     need_snapshot = not self.replica.apply(entries)
+                    lag = self._wall() - stream_entry_seconds(self.replica.last_id)
+                    self.stats.feed_lag_seconds = max(0.0, lag)  # clocks of two hosts may disagree a little
                 else:  # quiet feed: make sure Redis has not lost its data meanwhile
                     read_at = self.replica.now()
                     store_version = self.feed.version()
@@ -194,6 +215,7 @@ class Follower:
                 self.replica.mark_synced(sent)
                 backoff = 0.1
             except Exception as exc:  # any failure: keep serving the old state, retry
+                self.stats.errors += 1
                 log.warning("replica sync failed; retrying in %.1fs: %s", backoff, exc)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)

@@ -7,16 +7,33 @@ Nothing here knows the policy: callers hand in already-encoded ledgers and proje
 from __future__ import annotations
 
 import importlib.resources
+import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
+import redis.sentinel
 
 from cache.schema import STREAM_MAXLEN, Keys
 
 # Change feed entries as redis-py returns them with decode_responses=False.
 StreamEntry = tuple[bytes, dict[bytes, bytes]]
+
+
+def _via_sentinel(url: str, timeout: float) -> redis.Redis:
+    parts = urllib.parse.urlsplit(url)
+    auth, _, hosts = parts.netloc.rpartition("@")
+    password = urllib.parse.unquote(auth.partition(":")[2]) or None
+    nodes = [(host, int(port or 26379)) for host, _, port in (h.rpartition(":") if ":" in h else (h, "", "")
+             for h in hosts.split(","))]  # fmt: skip
+    service, _, db = parts.path.strip("/").partition("/")
+    options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    sentinel = redis.sentinel.Sentinel(nodes, sentinel_kwargs=options, **options)  # type: ignore[no-untyped-call]
+    primary = sentinel.master_for(  # type: ignore[no-untyped-call]
+        service or "gatekeeper", db=int(db or 0), password=password, health_check_interval=10, decode_responses=False
+    )
+    return cast(redis.Redis, primary)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +55,17 @@ def _script(name: str) -> str:
     return importlib.resources.files("cache").joinpath(f"lua/{name}").read_text(encoding="utf-8")
 
 
+SENTINEL_SCHEME = "redis+sentinel"
+
+
 def connect(url: str, *, timeout: float = 2.0) -> redis.Redis:
-    """A client with bounded timeouts: a slow Redis must never hang a caller for long."""
+    """A client with bounded timeouts: a slow Redis must never hang a caller for long.
+
+    ``redis+sentinel://[:password@]host:port[,host:port...]/service[/db]`` asks the Sentinels
+    for the current primary on every (re)connection, so a failover needs no restart.
+    """
+    if url.startswith(f"{SENTINEL_SCHEME}://"):
+        return _via_sentinel(url, timeout)
     return redis.Redis.from_url(
         url,
         socket_timeout=timeout,
@@ -114,6 +140,17 @@ class Store:
             raws: list[bytes | None] = cast(list[bytes | None], self.client.hmget(self.keys.ledgers, chunk))
             found.update({c: raw for c, raw in zip(chunk, raws, strict=True) if raw is not None})
         return found
+
+    def read_everyone(self) -> tuple[int, dict[bytes, bytes], dict[bytes, bytes]]:
+        """The version, every ledger and every projection, read together (one MULTI/EXEC).
+
+        For reports over all people; the whole dataset crosses the wire, so not for hot paths."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(self.keys.version)
+        pipe.hgetall(self.keys.ledgers)
+        pipe.hgetall(self.keys.people)
+        version, ledgers, people = pipe.execute()
+        return int(version or 0), ledgers, people
 
     def read_doc(self, key: str) -> bytes | None:
         """An idempotency document (JSON), or None."""

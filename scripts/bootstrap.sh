@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Install what the service and its tests need on a fresh Debian machine: redis-server (Debian
-# package) and a virtualenv in .venv with the project and its dev tools. Safe to run again.
+# Install what the service and its tests need on a fresh Debian machine: redis-server and
+# prometheus (with promtool; Debian packages) and a virtualenv in .venv with the project and its
+# dev tools. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# The tests run a real Prometheus against a running gatekeeper, and promtool checks and unit-tests
+# deploy/prometheus/ rules.
+{ command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -13,8 +17,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
-# The Debian package starts a system redis on 6379; we never use it (tests and the embedded
-# default start their own on free ports), so leave it alone.
+# The Debian packages may start a system redis on 6379 and a system prometheus on 9090; we never
+# use either (tests and the embedded default start their own on free loopback ports), so leave them alone.
 
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
@@ -23,4 +27,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
 touch .venv/.installed
-echo "bootstrap: ready (.venv, $(redis-server --version | cut -d' ' -f3))" >&2
+echo "bootstrap: ready (.venv, redis $(redis-server --version | cut -d' ' -f3), prometheus $(prometheus --version 2>&1 | head -1 | cut -d' ' -f3))" >&2

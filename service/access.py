@@ -51,7 +51,7 @@ class Identity:
 
 
 # The admin methods that only read; every other RegistryService method writes (deny by default).
-READ_METHODS = frozenset({"GetPractitionerFile", "GetInstitutionReport", "GetInstitutionStaff"})
+READ_METHODS = frozenset({"GetPractitionerFile", "ListInstitutionReports", "ListInstitutionStaff"})
 
 
 def required_role(method: str) -> Role:

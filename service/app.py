@@ -137,6 +137,7 @@ def _start(settings: Settings, profile: Profile, registry: CollectorRegistry, ru
         people=lambda: len(replica.state.people),
         ready=lambda: float(replica.ready.is_set()),
     )
+    metrics.watch_follower(follower.stats)
     health_servicer = new_health()
     stopping = threading.Event()
     running.on_stop(stopping.set)

@@ -13,7 +13,10 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
+from cache.replica import FollowerStats
 from domain.values import Decision, Reason
 
 # grpc_code label values as Go's codes.Code.String() spells them, so go-grpc-prometheus
@@ -39,9 +42,11 @@ GO_CODE_NAMES = {
 }
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _RPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
+# Causes of REVIEW/STALE_DATA answers (service/check/servicer.py); exported at zero from the start.
+STALE_CAUSES = ("age", "not_loaded", "min_data_version")
 T = TypeVar("T")
 
-
+# Why an admin call was refused (service/admin_guard.py); the series exist at zero so rates and alerts see 0.
 AUTH_FAILURE_REASONS = ("no_credentials", "malformed_credentials", "unknown_token", "unknown_certificate", "role")
 
 
@@ -101,6 +106,8 @@ class Metrics:
             ("cause",),
             registry=registry,
         )
+        for cause in STALE_CAUSES:
+            self.stale_answers.labels(cause)
         self.profile = Info("gatekeeper_profile", "The active regional profile.", registry=registry)
         self.admin_auth_failures = Counter(
             "gatekeeper_admin_auth_failures_total",
@@ -146,8 +153,35 @@ class Metrics:
         self.watchers.set_function(count)
         self.watch_lag.set_function(lag)
 
+    def watch_follower(self, stats: FollowerStats) -> None:
+        """Export the change-feed follower's counts (Redis errors, snapshots, feed lag) at scrape time."""
+        self.registry.register(_FollowerCollector(stats))
+
     def serve_http(self, port: int, addr: str = "0.0.0.0") -> Any:
         return start_http_server(port, addr=addr, registry=self.registry)
+
+
+class _FollowerCollector(Collector):
+    def __init__(self, stats: FollowerStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterable[Metric]:
+        s = self.stats
+        yield CounterMetricFamily(
+            "gatekeeper_redis_errors",
+            "Failed syncs of the replica with Redis (down, timing out, failing over).",
+            value=s.errors,
+        )
+        yield CounterMetricFamily(
+            "gatekeeper_replica_snapshots",
+            "Full snapshot loads of the replica: at start, after a load, a feed gap or Redis losing data.",
+            value=s.snapshots,
+        )
+        yield GaugeMetricFamily(
+            "gatekeeper_replica_feed_lag_seconds",
+            "Seconds from the last applied change's commit in Redis to its application in this replica.",
+            value=s.feed_lag_seconds,
+        )
 
 
 class RpcMetrics:

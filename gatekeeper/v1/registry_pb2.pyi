@@ -9,6 +9,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.type import date_pb2 as _date_pb2
 import builtins as _builtins
 import sys
@@ -20,6 +21,32 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _InstitutionFlag:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _InstitutionFlagEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InstitutionFlag.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    INSTITUTION_FLAG_UNSPECIFIED: _InstitutionFlag.ValueType  # 0
+    INSTITUTION_FLAG_NONE: _InstitutionFlag.ValueType  # 1
+    """Below the first threshold."""
+    INSTITUTION_FLAG_WITHHELD_SETTLEMENT: _InstitutionFlag.ValueType  # 2
+    """At or above withheld_settlement_share."""
+    INSTITUTION_FLAG_SUSPENDED_AGREEMENT: _InstitutionFlag.ValueType  # 3
+    """At or above suspended_agreement_share."""
+
+class InstitutionFlag(_InstitutionFlag, metaclass=_InstitutionFlagEnumTypeWrapper):
+    """How an institution's sanctioned-staff share compares with the profile's thresholds."""
+
+INSTITUTION_FLAG_UNSPECIFIED: InstitutionFlag.ValueType  # 0
+INSTITUTION_FLAG_NONE: InstitutionFlag.ValueType  # 1
+"""Below the first threshold."""
+INSTITUTION_FLAG_WITHHELD_SETTLEMENT: InstitutionFlag.ValueType  # 2
+"""At or above withheld_settlement_share."""
+INSTITUTION_FLAG_SUSPENDED_AGREEMENT: InstitutionFlag.ValueType  # 3
+"""At or above suspended_agreement_share."""
+Global___InstitutionFlag: _TypeAlias = InstitutionFlag  # noqa: Y015
 
 @_typing.final
 class RegisterPractitionerRequest(_message.Message):
@@ -698,3 +725,214 @@ class PractitionerFile(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PractitionerFile: _TypeAlias = PractitionerFile  # noqa: Y015
+
+@_typing.final
+class ListInstitutionReportsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    YEAR_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    year: _builtins.int
+    """Natural year (China time); 0 means the current year."""
+    region: _builtins.str
+    """Optional administrative-division prefix of the institution codes (the digits after H/P),
+    e.g. "51" (a province) or "510105" (a district). Empty: every institution.
+    """
+    def __init__(
+        self,
+        *,
+        year: _builtins.int = ...,
+        region: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["region", b"region", "year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInstitutionReportsRequest: _TypeAlias = ListInstitutionReportsRequest  # noqa: Y015
+
+@_typing.final
+class InstitutionReport(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTITUTION_CODE_FIELD_NUMBER: _builtins.int
+    REGISTERED_STAFF_FIELD_NUMBER: _builtins.int
+    SANCTIONED_STAFF_FIELD_NUMBER: _builtins.int
+    SANCTIONED_SHARE_FIELD_NUMBER: _builtins.int
+    FLAG_FIELD_NUMBER: _builtins.int
+    institution_code: _builtins.str
+    registered_staff: _builtins.int
+    """People registered there at any time in the year."""
+    sanctioned_staff: _builtins.int
+    """Of them, people suspended or terminated at any time in the year."""
+    sanctioned_share: _builtins.float
+    """sanctioned_staff / registered_staff."""
+    flag: Global___InstitutionFlag.ValueType
+    def __init__(
+        self,
+        *,
+        institution_code: _builtins.str = ...,
+        registered_staff: _builtins.int = ...,
+        sanctioned_staff: _builtins.int = ...,
+        sanctioned_share: _builtins.float = ...,
+        flag: Global___InstitutionFlag.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flag", b"flag", "institution_code", b"institution_code", "registered_staff", b"registered_staff", "sanctioned_share", b"sanctioned_share", "sanctioned_staff", b"sanctioned_staff"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InstitutionReport: _TypeAlias = InstitutionReport  # noqa: Y015
+
+@_typing.final
+class ListInstitutionReportsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    YEAR_FIELD_NUMBER: _builtins.int
+    REPORTS_FIELD_NUMBER: _builtins.int
+    WITHHELD_SETTLEMENT_SHARE_FIELD_NUMBER: _builtins.int
+    SUSPENDED_AGREEMENT_SHARE_FIELD_NUMBER: _builtins.int
+    POLICY_ID_FIELD_NUMBER: _builtins.int
+    DATA_VERSION_FIELD_NUMBER: _builtins.int
+    year: _builtins.int
+    withheld_settlement_share: _builtins.float
+    suspended_agreement_share: _builtins.float
+    policy_id: _builtins.str
+    data_version: _builtins.int
+    @_builtins.property
+    def reports(self) -> _containers.RepeatedCompositeFieldContainer[Global___InstitutionReport]:
+        """Highest share first, then by institution code."""
+
+    def __init__(
+        self,
+        *,
+        year: _builtins.int = ...,
+        reports: _abc.Iterable[Global___InstitutionReport] | None = ...,
+        withheld_settlement_share: _builtins.float = ...,
+        suspended_agreement_share: _builtins.float = ...,
+        policy_id: _builtins.str = ...,
+        data_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_version", b"data_version", "policy_id", b"policy_id", "reports", b"reports", "suspended_agreement_share", b"suspended_agreement_share", "withheld_settlement_share", b"withheld_settlement_share", "year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInstitutionReportsResponse: _TypeAlias = ListInstitutionReportsResponse  # noqa: Y015
+
+@_typing.final
+class ListInstitutionStaffRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTITUTION_CODE_FIELD_NUMBER: _builtins.int
+    DATE_FIELD_NUMBER: _builtins.int
+    institution_code: _builtins.str
+    @_builtins.property
+    def date(self) -> _date_pb2.Date:
+        """Optional; default today (China time)."""
+
+    def __init__(
+        self,
+        *,
+        institution_code: _builtins.str = ...,
+        date: _date_pb2.Date | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["date", b"date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "institution_code", b"institution_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInstitutionStaffRequest: _TypeAlias = ListInstitutionStaffRequest  # noqa: Y015
+
+@_typing.final
+class StaffMember(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRACTITIONER_CODE_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    REGISTERED_ON_FIELD_NUMBER: _builtins.int
+    ENDED_ON_FIELD_NUMBER: _builtins.int
+    REGISTERED_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    STATUS_SINCE_FIELD_NUMBER: _builtins.int
+    STATUS_UNTIL_FIELD_NUMBER: _builtins.int
+    POINTS_THIS_YEAR_FIELD_NUMBER: _builtins.int
+    REREGISTRATION_ALLOWED_FROM_FIELD_NUMBER: _builtins.int
+    practitioner_code: _builtins.str
+    category: _enums_pb2.PractitionerCategory.ValueType
+    registered: _builtins.bool
+    """Whether the person may bill for this institution on the date."""
+    status: _enums_pb2.PractitionerStatus.ValueType
+    points_this_year: _builtins.int
+    """Points recorded for the date's natural year (its year total)."""
+    @_builtins.property
+    def registered_on(self) -> _date_pb2.Date: ...
+    @_builtins.property
+    def ended_on(self) -> _date_pb2.Date:
+        """Unset while the registration runs (a termination ends it too: see registered)."""
+
+    @_builtins.property
+    def status_since(self) -> _date_pb2.Date: ...
+    @_builtins.property
+    def status_until(self) -> _date_pb2.Date: ...
+    @_builtins.property
+    def reregistration_allowed_from(self) -> _date_pb2.Date:
+        """Set while a termination's ban runs."""
+
+    def __init__(
+        self,
+        *,
+        practitioner_code: _builtins.str = ...,
+        category: _enums_pb2.PractitionerCategory.ValueType = ...,
+        registered_on: _date_pb2.Date | None = ...,
+        ended_on: _date_pb2.Date | None = ...,
+        registered: _builtins.bool = ...,
+        status: _enums_pb2.PractitionerStatus.ValueType = ...,
+        status_since: _date_pb2.Date | None = ...,
+        status_until: _date_pb2.Date | None = ...,
+        points_this_year: _builtins.int = ...,
+        reregistration_allowed_from: _date_pb2.Date | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ended_on", b"ended_on", "registered_on", b"registered_on", "reregistration_allowed_from", b"reregistration_allowed_from", "status_since", b"status_since", "status_until", b"status_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "ended_on", b"ended_on", "points_this_year", b"points_this_year", "practitioner_code", b"practitioner_code", "registered", b"registered", "registered_on", b"registered_on", "reregistration_allowed_from", b"reregistration_allowed_from", "status", b"status", "status_since", b"status_since", "status_until", b"status_until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StaffMember: _TypeAlias = StaffMember  # noqa: Y015
+
+@_typing.final
+class ListInstitutionStaffResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INSTITUTION_CODE_FIELD_NUMBER: _builtins.int
+    DATE_FIELD_NUMBER: _builtins.int
+    STAFF_FIELD_NUMBER: _builtins.int
+    DATA_VERSION_FIELD_NUMBER: _builtins.int
+    institution_code: _builtins.str
+    data_version: _builtins.int
+    @_builtins.property
+    def date(self) -> _date_pb2.Date: ...
+    @_builtins.property
+    def staff(self) -> _containers.RepeatedCompositeFieldContainer[Global___StaffMember]:
+        """Everyone with a registration there in the date's year up to the date, by practitioner code."""
+
+    def __init__(
+        self,
+        *,
+        institution_code: _builtins.str = ...,
+        date: _date_pb2.Date | None = ...,
+        staff: _abc.Iterable[Global___StaffMember] | None = ...,
+        data_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["date", b"date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data_version", b"data_version", "date", b"date", "institution_code", b"institution_code", "staff", b"staff"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListInstitutionStaffResponse: _TypeAlias = ListInstitutionStaffResponse  # noqa: Y015

@@ -72,6 +72,16 @@ class RegistryServiceStub:
                 request_serializer=gatekeeper_dot_v1_dot_registry__pb2.GetPractitionerFileRequest.SerializeToString,
                 response_deserializer=gatekeeper_dot_v1_dot_registry__pb2.GetPractitionerFileResponse.FromString,
                 _registered_method=True)
+        self.ListInstitutionReports = channel.unary_unary(
+                '/gatekeeper.v1.RegistryService/ListInstitutionReports',
+                request_serializer=gatekeeper_dot_v1_dot_registry__pb2.ListInstitutionReportsRequest.SerializeToString,
+                response_deserializer=gatekeeper_dot_v1_dot_registry__pb2.ListInstitutionReportsResponse.FromString,
+                _registered_method=True)
+        self.ListInstitutionStaff = channel.unary_unary(
+                '/gatekeeper.v1.RegistryService/ListInstitutionStaff',
+                request_serializer=gatekeeper_dot_v1_dot_registry__pb2.ListInstitutionStaffRequest.SerializeToString,
+                response_deserializer=gatekeeper_dot_v1_dot_registry__pb2.ListInstitutionStaffResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -122,6 +132,21 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListInstitutionReports(self, request, context):
+        """Per institution: staff registered in a natural year, how many of them were suspended or
+        terminated at any time in it, the share, and the flag the profile's [reports] thresholds give.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListInstitutionStaff(self, request, context):
+        """An institution's own view of its staff: status today, points this year, re-registration date.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -159,6 +184,16 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.GetPractitionerFile,
                     request_deserializer=gatekeeper_dot_v1_dot_registry__pb2.GetPractitionerFileRequest.FromString,
                     response_serializer=gatekeeper_dot_v1_dot_registry__pb2.GetPractitionerFileResponse.SerializeToString,
+            ),
+            'ListInstitutionReports': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInstitutionReports,
+                    request_deserializer=gatekeeper_dot_v1_dot_registry__pb2.ListInstitutionReportsRequest.FromString,
+                    response_serializer=gatekeeper_dot_v1_dot_registry__pb2.ListInstitutionReportsResponse.SerializeToString,
+            ),
+            'ListInstitutionStaff': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInstitutionStaff,
+                    request_deserializer=gatekeeper_dot_v1_dot_registry__pb2.ListInstitutionStaffRequest.FromString,
+                    response_serializer=gatekeeper_dot_v1_dot_registry__pb2.ListInstitutionStaffResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -353,6 +388,60 @@ class RegistryService:
             '/gatekeeper.v1.RegistryService/GetPractitionerFile',
             gatekeeper_dot_v1_dot_registry__pb2.GetPractitionerFileRequest.SerializeToString,
             gatekeeper_dot_v1_dot_registry__pb2.GetPractitionerFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInstitutionReports(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gatekeeper.v1.RegistryService/ListInstitutionReports',
+            gatekeeper_dot_v1_dot_registry__pb2.ListInstitutionReportsRequest.SerializeToString,
+            gatekeeper_dot_v1_dot_registry__pb2.ListInstitutionReportsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInstitutionStaff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gatekeeper.v1.RegistryService/ListInstitutionStaff',
+            gatekeeper_dot_v1_dot_registry__pb2.ListInstitutionStaffRequest.SerializeToString,
+            gatekeeper_dot_v1_dot_registry__pb2.ListInstitutionStaffResponse.FromString,
             options,
             channel_credentials,
             insecure,

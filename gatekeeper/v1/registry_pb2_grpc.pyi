@@ -43,6 +43,12 @@ class RegistryServiceStub:
     ApplyRepair: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ApplyRepairRequest, _registry_pb2.ApplyRepairResponse]
     ImportSanctions: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ImportSanctionsRequest, _registry_pb2.ImportSanctionsResponse]
     GetPractitionerFile: _grpc.UnaryUnaryMultiCallable[_registry_pb2.GetPractitionerFileRequest, _registry_pb2.GetPractitionerFileResponse]
+    ListInstitutionReports: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListInstitutionReportsRequest, _registry_pb2.ListInstitutionReportsResponse]
+    """Per institution: staff registered in a natural year, how many of them were suspended or
+    terminated at any time in it, the share, and the flag the profile's [reports] thresholds give.
+    """
+    ListInstitutionStaff: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListInstitutionStaffRequest, _registry_pb2.ListInstitutionStaffResponse]
+    """An institution's own view of its staff: status today, points this year, re-registration date."""
 
 @_typing.type_check_only
 class RegistryServiceAsyncStub(RegistryServiceStub):
@@ -59,6 +65,12 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     ApplyRepair: _aio.UnaryUnaryMultiCallable[_registry_pb2.ApplyRepairRequest, _registry_pb2.ApplyRepairResponse]  # type: ignore[assignment]
     ImportSanctions: _aio.UnaryUnaryMultiCallable[_registry_pb2.ImportSanctionsRequest, _registry_pb2.ImportSanctionsResponse]  # type: ignore[assignment]
     GetPractitionerFile: _aio.UnaryUnaryMultiCallable[_registry_pb2.GetPractitionerFileRequest, _registry_pb2.GetPractitionerFileResponse]  # type: ignore[assignment]
+    ListInstitutionReports: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListInstitutionReportsRequest, _registry_pb2.ListInstitutionReportsResponse]  # type: ignore[assignment]
+    """Per institution: staff registered in a natural year, how many of them were suspended or
+    terminated at any time in it, the share, and the flag the profile's [reports] thresholds give.
+    """
+    ListInstitutionStaff: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListInstitutionStaffRequest, _registry_pb2.ListInstitutionStaffResponse]  # type: ignore[assignment]
+    """An institution's own view of its staff: status today, points this year, re-registration date."""
 
 class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     """The handling agency's writes. Served on the admin port only.
@@ -114,5 +126,23 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _registry_pb2.GetPractitionerFileRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_registry_pb2.GetPractitionerFileResponse, _abc.Awaitable[_registry_pb2.GetPractitionerFileResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListInstitutionReports(
+        self,
+        request: _registry_pb2.ListInstitutionReportsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.ListInstitutionReportsResponse, _abc.Awaitable[_registry_pb2.ListInstitutionReportsResponse]]:
+        """Per institution: staff registered in a natural year, how many of them were suspended or
+        terminated at any time in it, the share, and the flag the profile's [reports] thresholds give.
+        """
+
+    @_abc_1.abstractmethod
+    def ListInstitutionStaff(
+        self,
+        request: _registry_pb2.ListInstitutionStaffRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.ListInstitutionStaffResponse, _abc.Awaitable[_registry_pb2.ListInstitutionStaffResponse]]:
+        """An institution's own view of its staff: status today, points this year, re-registration date."""
 
 def add_RegistryServiceServicer_to_server(servicer: RegistryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -13,10 +13,14 @@ from google.protobuf import json_format
 
 from gatekeeper.v1 import enums_pb2, registry_pb2, registry_pb2_grpc
 from service.cli.channel import add_tls_arguments, admin_metadata, open_channel
-from service.cli.tables import print_file
+from service.cli.tables import print_file, print_institution_reports, print_staff
 from service.convert import parse_day, to_proto_date
 
 TARGET_ENV = "GATEKEEPER_ADMIN_TARGET"
+REPORTS: dict[str, Callable[[Any], None]] = {
+    "ListInstitutionReports": print_institution_reports,
+    "ListInstitutionStaff": print_staff,
+}
 
 
 def add_commands(commands: Any) -> None:
@@ -73,6 +77,14 @@ def add_commands(commands: Any) -> None:
     p = sub.add_parser("file", help="print a person's file")
     p.add_argument("code")
 
+    p = sub.add_parser("institutions", help="institutions by share of staff suspended or terminated in a year")
+    p.add_argument("--year", type=int, default=0, help="natural year (default: this year)")
+    p.add_argument("--region", default="", help="administrative-division prefix of institution codes, e.g. 51")
+
+    p = sub.add_parser("staff", help="an institution's staff: status today, points this year, re-registration")
+    p.add_argument("institution")
+    p.add_argument("--date", type=parse_day, help="the day to report on (default today)")
+
 
 def _names(enum: Any, prefix: str) -> list[str]:
     return [n.removeprefix(prefix) for n in enum.keys() if not n.endswith("UNSPECIFIED")]  # noqa: SIM118 (proto enum wrapper)
@@ -117,6 +129,13 @@ def _request(args: argparse.Namespace) -> tuple[str, Any]:
         batch = registry_pb2.ImportSanctionsRequest()
         json_format.Parse('{"sanctions": ' + args.file.read_text(encoding="utf-8") + "}", batch)
         return "ImportSanctions", batch
+    if cmd == "institutions":
+        return "ListInstitutionReports", registry_pb2.ListInstitutionReportsRequest(year=args.year, region=args.region)
+    if cmd == "staff":
+        staff = registry_pb2.ListInstitutionStaffRequest(institution_code=args.institution)
+        if args.date:
+            staff.date.CopyFrom(to_proto_date(args.date))
+        return "ListInstitutionStaff", staff
     return "GetPractitionerFile", registry_pb2.GetPractitionerFileRequest(practitioner_code=args.code)
 
 
@@ -128,6 +147,9 @@ def run(args: argparse.Namespace) -> int:
         stub = registry_pb2_grpc.RegistryServiceStub(channel)
         call: Callable[..., Any] = getattr(stub, method)
         response = call(request, timeout=30, metadata=admin_metadata(args, operator))
+    if method in REPORTS:
+        REPORTS[method](response)
+        return 0
     files = list(response.files) if method == "ImportSanctions" else [response.file]
     for file in files:
         print_file(file)

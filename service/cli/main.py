@@ -5,6 +5,7 @@ gatekeeper load FILE                   import a dataset (JSON lines) in one atom
 gatekeeper check --file claim.json     send a claim, print a table of decisions
 gatekeeper check -p CODE -d DATE ...   the same for one line given by flags
 gatekeeper status CODE                 one person's status today (or --date)
+gatekeeper health                      exit 0 when the service answers SERVING (container health checks)
 gatekeeper admin register|end|points|withdraw|repair|import|file ...   the agency's writes
 """
 
@@ -22,6 +23,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from gatekeeper.v1 import eligibility_pb2, eligibility_pb2_grpc, enums_pb2
@@ -98,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("-p", "--practitioner", action="append", default=[], help="only this person (repeatable)")
     watch.add_argument("--after", type=int, default=0, help="resume after this data version (0: snapshot first)")
 
+    health = commands.add_parser("health", help="exit 0 when the service answers SERVING, else 1")
+    _target_arg(health, 50051, "GATEKEEPER_TARGET")
+    add_tls_arguments(health)
+    health.add_argument("--service", default="", help="service name to ask about (default: the whole server)")
+    health.add_argument("--timeout", type=float, default=3.0)
+
     admin_cli.add_commands(commands)
     token_cli.add_commands(commands)
     offline_cli.add_commands(commands)
@@ -169,6 +177,14 @@ def _watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _health(args: argparse.Namespace) -> int:
+    with open_channel(resolve_target(args, 50051, "GATEKEEPER_TARGET"), args) as channel:
+        request = health_pb2.HealthCheckRequest(service=args.service)
+        status = health_pb2_grpc.HealthStub(channel).Check(request, timeout=args.timeout).status
+    print(health_pb2.HealthCheckResponse.ServingStatus.Name(status))
+    return 0 if status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
 def _serve(args: argparse.Namespace) -> int:
     from service import app, logs  # the server stack loads only for `serve`
 
@@ -200,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "load": _load,
         "check": _check,
         "status": _status,
+        "health": _health,
         "watch": _watch,
         "admin": admin_cli.run,
         "token": token_cli.run,

@@ -110,3 +110,28 @@ def print_change(change: eligibility_pb2.StatusChange, *, flush: bool = False) -
     since, until = _day(change, "status_since"), _day(change, "status_until")
     line = f"{kind:<8} {change.practitioner_code:<16} {status:<10} {since:<10}  {until:<10}  v{change.data_version}"
     print(line, flush=flush)
+
+
+def print_institution_reports(response: registry_pb2.ListInstitutionReportsResponse) -> None:
+    print(
+        f"institutions in {response.year}: staff suspended or terminated at any time in the year  "
+        f"(flags at {response.withheld_settlement_share:.0%} and {response.suspended_agreement_share:.0%}, "
+        f"policy {response.policy_id}, data version {response.data_version})"
+    )
+    print(table(["institution", "staff", "sanctioned", "share", "flag"], [
+        [r.institution_code, str(r.registered_staff), str(r.sanctioned_staff), f"{r.sanctioned_share:.1%}",
+         _short(registry_pb2.InstitutionFlag, r.flag, "INSTITUTION_FLAG_")]
+        for r in response.reports
+    ]))  # fmt: skip
+
+
+def print_staff(response: registry_pb2.ListInstitutionStaffResponse) -> None:
+    print(f"staff of {response.institution_code} on {_day(response, 'date')}  data version {response.data_version}")
+    print(table(["person", "category", "registered", "ended", "may bill", "status", "since", "until", "points",
+                 "re-registration"], [
+        [s.practitioner_code, _short(enums_pb2.PractitionerCategory, s.category, "PRACTITIONER_CATEGORY_"),
+         _day(s, "registered_on"), _day(s, "ended_on"), "yes" if s.registered else "no",
+         _short(enums_pb2.PractitionerStatus, s.status, "PRACTITIONER_STATUS_"), _day(s, "status_since"),
+         _day(s, "status_until"), str(s.points_this_year), _day(s, "reregistration_allowed_from")]
+        for s in response.staff
+    ]))  # fmt: skip

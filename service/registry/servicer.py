@@ -19,8 +19,9 @@ from domain.violations import Violations
 from gatekeeper.v1 import registry_pb2, registry_pb2_grpc
 from service.admin_guard import CALLER
 from service.check.validation import Codes
+from service.convert import today_in_china
 from service.errors import abort
-from service.registry import ledger_ops
+from service.registry import ledger_ops, report_messages
 from service.registry import validation as validate
 from service.registry.files import practitioner_file
 from service.registry.idempotency import (
@@ -70,6 +71,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self.profile = profile
         self.codes = Codes.of(profile)
         self.writer = Writer(store, profile.points, clock)
+        self.store = store  # reports read everyone at once
 
     def _write(
         self,
@@ -195,6 +197,24 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         return registry_pb2.GetPractitionerFileResponse(
             file=practitioner_file(ledger, derivation, version), data_version=version
         )
+
+    def ListInstitutionReports(
+        self, request: registry_pb2.ListInstitutionReportsRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.ListInstitutionReportsResponse:
+        year, region = _valid(validate.report_request(request, today_in_china()), context)
+        try:
+            return report_messages.institution_reports(self.store, self.profile, year, region)
+        except GatekeeperError as error:
+            abort(context, error)
+
+    def ListInstitutionStaff(
+        self, request: registry_pb2.ListInstitutionStaffRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.ListInstitutionStaffResponse:
+        institution, day = _valid(validate.staff_request(request, self.codes, today_in_china()), context)
+        try:
+            return report_messages.institution_staff(self.store, institution, day)
+        except GatekeeperError as error:
+            abort(context, error)
 
     def _owner_of(self, decision_no: str, context: grpc.ServicerContext) -> str:
         try:

@@ -9,7 +9,7 @@ from typing import TypeVar
 from domain.values import ExternalSanction, PointsDecision, Registration, Repair, Status
 from domain.violations import Violations
 from gatekeeper.v1 import enums_pb2, registry_pb2
-from service.check.validation import Codes, check_code, check_required_id, required_date, to_date
+from service.check.validation import EARLIEST, LATEST, Codes, check_code, check_required_id, required_date, to_date
 
 MAX_TEXT = 500
 MAX_SANCTIONS = 1000
@@ -169,3 +169,23 @@ def _d(day: date | None) -> date:
     """Only called once validation passed, so the date is there."""
     assert day is not None
     return day
+
+
+def report_request(request: registry_pb2.ListInstitutionReportsRequest, today: date) -> tuple[int, str] | Violations:
+    """The year (0: today's) and the region prefix of an institution report."""
+    out = Violations()
+    year = request.year or today.year
+    if not EARLIEST.year <= year <= LATEST.year:
+        out.add("year", f"{year} is outside {EARLIEST.year} to {LATEST.year}")
+    if request.region and not (request.region.isdigit() and request.region.isascii() and len(request.region) <= 6):
+        out.add("region", f"{request.region[:40]!r} is not an administrative-division prefix of 1-6 digits")
+    return _finish(out, lambda: (year, request.region))
+
+
+def staff_request(
+    request: registry_pb2.ListInstitutionStaffRequest, codes: Codes, today: date
+) -> tuple[str, date] | Violations:
+    out = Violations()
+    check_code(request.institution_code, codes.institution, "institution_code", out)
+    day = to_date(request.date, "date", out) if request.HasField("date") else today
+    return _finish(out, lambda: (request.institution_code, _d(day)))

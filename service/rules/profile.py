@@ -107,6 +107,21 @@ class CodeRules(_Strict):
         return value
 
 
+class ReportRules(_Strict):
+    """Institution reports: the share of an institution's registered staff suspended or terminated
+    at any time in a natural year that flags it (domain.md: one province withholds settlement
+    from 20% and suspends the agreement from 50%). A share at or above a threshold is flagged."""
+
+    withheld_settlement_share: float = Field(0.2, gt=0, le=1)
+    suspended_agreement_share: float = Field(0.5, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReportRules:
+        if self.withheld_settlement_share > self.suspended_agreement_share:
+            raise ValueError("withheld_settlement_share must not exceed suspended_agreement_share")
+        return self
+
+
 class Profile(_Strict):
     id: str = Field(pattern=r"^[a-z0-9_-]+$")
     version: str = Field(min_length=1)
@@ -119,6 +134,7 @@ class Profile(_Strict):
     exceptions: ExceptionRules
     unknown: UnknownRules = UnknownRules()
     codes: CodeRules = CodeRules()
+    reports: ReportRules = ReportRules()
 
     @property
     def policy_id(self) -> str:

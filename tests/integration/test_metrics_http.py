@@ -113,6 +113,14 @@ def test_metrics_after_some_calls(metered: tuple[Server, int]) -> None:
     assert value(parsed, "gatekeeper_replica_ready") == 1
     assert value(parsed, "gatekeeper_replica_age_seconds") >= 0
     assert value(parsed, "gatekeeper_profile_info", policy_id=POLICY_ID, name="Xizang (Tibet)") == 1
+    # Follower figures, and series that exist at zero so alert rules evaluate before anything happens.
+    assert value(parsed, "gatekeeper_redis_errors_total") == 0
+    assert value(parsed, "gatekeeper_replica_snapshots_total") == 1
+    assert value(parsed, "gatekeeper_replica_feed_lag_seconds") >= 0
+    for reason in ("no_credentials", "unknown_token", "role"):
+        assert value(parsed, "gatekeeper_admin_auth_failures_total", reason=reason) == 0
+    for cause in ("age", "not_loaded", "min_data_version"):
+        assert value(parsed, "gatekeeper_stale_answers_total", cause=cause) == 0
 
     # No practitioner, institution, claim or document code anywhere in the text.
     for code in (SUSPENDED, CLEAN, TERMINATED, UNKNOWN, BAD_PRACTITIONER, HOSPITAL, OTHER_HOSPITAL, BAD_INSTITUTION,
@@ -129,6 +137,7 @@ def test_replica_metrics_follow_the_data(metered: tuple[Server, int], redis_url:
     parsed = samples(scrape(port))
     assert value(parsed, "gatekeeper_replica_data_version") == 2
     assert value(parsed, "gatekeeper_replica_people") == 1
+    assert value(parsed, "gatekeeper_replica_snapshots_total") == 2  # a load is re-read whole
 
     response = check(server.gk, min_data_version=1_000)
     assert response.decisions[0].reason == enums_pb2.REASON_STALE_DATA

@@ -19,6 +19,7 @@ PURE = [
     "service.rules.profile",
     "service.check.decision",
     "service.registry.ledger_ops",
+    "service.registry.reports",
 ]
 
 
