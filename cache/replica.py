@@ -40,6 +40,7 @@ class ReplicaState:
     version: int
     people: immutables.Map[str, PersonView]
     policy_id: str = ""
+    rules: str = ""  # fingerprint of the points rules the data was derived under ("" unknown)
 
 
 EMPTY = ReplicaState(0, immutables.Map())
@@ -97,7 +98,7 @@ class Replica:
         gc.unfreeze()
         gc.collect()
         gc.freeze()
-        self._publish(ReplicaState(snapshot.version, people, snapshot.policy_id), snapshot.last_id)
+        self._publish(ReplicaState(snapshot.version, people, snapshot.policy_id, snapshot.rules), snapshot.last_id)
         self.mark_synced()
         self.ready.set()
         self._tell(snapshot.version, None)
@@ -122,7 +123,7 @@ class Replica:
                         people[code] = person_view(code, value)
                         codes.append(code)
                 updated = people.finish()
-            self._publish(ReplicaState(version, updated, state.policy_id), entry_id)
+            self._publish(ReplicaState(version, updated, state.policy_id, state.rules), entry_id)
             self._tell(version, frozenset(codes))
         return True
 

@@ -2,7 +2,8 @@
 the commit script may touch them together.
 
     {gk}:version   string  data version: +1 per committed change (admin write or load)
-    {gk}:meta      hash    policy_id (profile the projections were derived with), loaded_at
+    {gk}:meta      hash    policy_id (profile the projections were derived with), loaded_at,
+                           rules_fingerprint (of that profile's [points] rules: every writer must match it)
     {gk}:people    hash    practitioner code -> projection JSON (what checks need; cache/codec.py)
     {gk}:ledgers   hash    practitioner code -> ledger JSON (every fact ever recorded)
     {gk}:docs      hash    idempotency key -> JSON {fp, code, v, resp} (cache/store.py Doc)
@@ -49,7 +50,7 @@ class Keys:
 
     @property
     def swap_keys(self) -> list[str]:
-        return [*self.commit_keys, self.meta, *(self.staging(k) for k in (self.people, self.ledgers, self.docs))]
+        return [*self.commit_keys, *(self.staging(k) for k in (self.people, self.ledgers, self.docs))]
 
     def staging(self, key: str) -> str:
         """Where a load builds a hash before it is swapped in."""
@@ -57,7 +58,7 @@ class Keys:
 
     @property
     def commit_keys(self) -> list[str]:
-        return [self.version, self.people, self.ledgers, self.docs, self.changes]
+        return [self.version, self.people, self.ledgers, self.docs, self.changes, self.meta]
 
 
 # How many change events the stream keeps; a replica further behind re-snapshots.

@@ -16,6 +16,7 @@ import redis
 import redis.sentinel
 
 from cache.schema import STREAM_MAXLEN, Keys
+from domain.errors import Refused
 
 # Change feed entries as redis-py returns them with decode_responses=False.
 StreamEntry = tuple[bytes, dict[bytes, bytes]]
@@ -42,6 +43,7 @@ class Snapshot:
     people: dict[bytes, bytes]  # code -> projection JSON
     last_id: bytes  # change feed position the snapshot is consistent with
     policy_id: str
+    rules: str = ""  # fingerprint of the points rules the projections were derived under ("" unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,13 +93,14 @@ class Store:
         pipe.get(self.keys.version)
         pipe.hgetall(self.keys.people)
         pipe.xrevrange(self.keys.changes, count=1)
-        pipe.hget(self.keys.meta, "policy_id")
-        version, people, last, policy_id = pipe.execute()
+        pipe.hmget(self.keys.meta, ["policy_id", "rules_fingerprint"])
+        version, people, last, (policy_id, rules) = pipe.execute()
         return Snapshot(
             version=int(version or 0),
             people=people,
             last_id=last[0][0] if last else b"0-0",
             policy_id=(policy_id or b"").decode(),
+            rules=(rules or b"").decode(),
         )
 
     def changes(self, after: bytes, block_ms: int, count: int = 1000) -> list[StreamEntry]:
@@ -158,8 +161,13 @@ class Store:
 
     # --- writes ------------------------------------------------------------------------------
 
-    def commit(self, expected_version: int, people: Iterable[PersonWrite], docs: Mapping[str, str]) -> int | None:
-        """Write everything at ``expected_version + 1``; None when another write came first."""
+    def commit(
+        self, expected_version: int, people: Iterable[PersonWrite], docs: Mapping[str, str], *, rules: str = ""
+    ) -> int | None:
+        """Write everything at ``expected_version + 1``; None when another write came first.
+
+        ``rules`` is the writer's points-rules fingerprint: when the stored data was derived under other
+        rules the write is refused rather than mixing two derivations (empty: not checked)."""
         args: list[Any] = [expected_version, STREAM_MAXLEN]
         people = list(people)
         args.append(len(people))
@@ -168,7 +176,14 @@ class Store:
         args.append(len(docs))
         for key, value in docs.items():
             args += [key, value]
+        args.append(rules)
         ok, version = self._commit(keys=self.keys.commit_keys, args=args)
+        if ok == 2:
+            raise Refused(
+                f"The stored timelines were derived under points rules {version.decode()}, this process's profile "
+                f"under {rules}; writing would mix the two (start it with the profile the data was loaded with).",
+                kind="PROFILE_MISMATCH",
+            )
         return int(version) if ok == 1 else None
 
     def swap(
@@ -178,6 +193,7 @@ class Store:
         docs: Mapping[str, str],
         policy_id: str,
         loaded_at: str,
+        rules: str = "",
     ) -> int:
         """Replace the whole dataset in one step; returns the new version."""
         staging = [self.keys.staging(k) for k in (self.keys.people, self.keys.ledgers, self.keys.docs)]
@@ -186,4 +202,4 @@ class Store:
             items = list(data.items())
             for start in range(0, len(items), 5000):  # bounded command size
                 self.client.hset(target, mapping=dict(items[start : start + 5000]))
-        return int(self._swap(keys=self.keys.swap_keys, args=[STREAM_MAXLEN, policy_id, loaded_at]))
+        return int(self._swap(keys=self.keys.swap_keys, args=[STREAM_MAXLEN, policy_id, loaded_at, rules]))

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import grpc
-from grpc_health.v1 import health, health_pb2
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from cache.embedded import EmbeddedRedis
@@ -27,6 +26,7 @@ from service.check.servicer import CheckLimits, EligibilityServicer
 from service.check.validation import Codes
 from service.config import Settings
 from service.convert import today_in_china
+from service.health import HealthReporter
 from service.metrics import Metrics, RpcMetrics
 from service.registry.dataset import read_dataset
 from service.registry.servicer import RegistryServicer
@@ -75,7 +75,9 @@ class Running:
 def load_demo(store: Store, profile: Profile) -> None:
     if store.version() == 0:
         dataset = read_dataset(DEMO_DATA, profile)
-        version = store.swap(dataset.ledgers, dataset.projections, dataset.docs, profile.policy_id, _now())
+        version = store.swap(
+            dataset.ledgers, dataset.projections, dataset.docs, profile.policy_id, _now(), profile.rules_fingerprint
+        )
         log.info("loaded demo data", extra={"people": len(dataset), "data_version": version})
 
 
@@ -96,18 +98,6 @@ def _redis(settings: Settings, profile: Profile, running: Running) -> Store:
     if settings.demo_data:
         load_demo(store, profile)
     return store
-
-
-def _mark_serving_when_ready(replica: Replica, servicer: health.HealthServicer, stopping: threading.Event) -> None:
-    def watch() -> None:
-        while not stopping.is_set():
-            if replica.ready.wait(0.5):
-                for name in ("", CHECK_SERVICE, REGISTRY_SERVICE):
-                    servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-                log.info("serving", extra={"data_version": replica.state.version})
-                return
-
-    threading.Thread(target=watch, name="health-ready", daemon=True).start()
 
 
 def start(settings: Settings, *, registry: CollectorRegistry = REGISTRY) -> Running:
@@ -142,7 +132,7 @@ def _start(settings: Settings, profile: Profile, registry: CollectorRegistry, ru
     stopping = threading.Event()
     running.on_stop(stopping.set)
     running.on_stop(lambda: health_servicer.enter_graceful_shutdown())
-    _mark_serving_when_ready(replica, health_servicer, stopping)
+    HealthReporter(health_servicer, ("", CHECK_SERVICE, REGISTRY_SERVICE), replica, profile).start(stopping)
     rpc_metrics = RpcMetrics(metrics)
 
     decision_log = DecisionLog(settings.decision_log, settings.decision_log_file)

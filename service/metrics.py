@@ -43,7 +43,7 @@ GO_CODE_NAMES = {
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _RPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
 # Causes of REVIEW/STALE_DATA answers (service/check/servicer.py); exported at zero from the start.
-STALE_CAUSES = ("age", "not_loaded", "min_data_version")
+STALE_CAUSES = ("age", "not_loaded", "min_data_version", "profile_mismatch")
 T = TypeVar("T")
 
 # Why an admin call was refused (service/admin_guard.py); the series exist at zero so rates and alerts see 0.

@@ -1,13 +1,19 @@
 -- One admin write, atomically: check the version the caller read, bump it, store ledgers,
 -- projections and idempotency documents, and append the change event. The caller computed
 -- everything for version expected+1 (audit entries, responses); the check makes that true.
--- KEYS: version, people, ledgers, docs, changes
+-- KEYS: version, people, ledgers, docs, changes, meta
 -- ARGV: expected_version, stream_maxlen, n_people, (code, ledger, projection) * n_people,
---       n_docs, (doc_key, doc_value) * n_docs
--- Returns {1, new_version}, or {0, current_version} when another write came first.
+--       n_docs, (doc_key, doc_value) * n_docs, rules_fingerprint
+-- Returns {1, new_version}, {0, current_version} when another write came first, or
+-- {2, stored_fingerprint} when the stored timelines were derived under other points rules.
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if current ~= tonumber(ARGV[1]) then
   return {0, current}
+end
+local rules = ARGV[#ARGV]
+local stored = redis.call('HGET', KEYS[6], 'rules_fingerprint')
+if rules ~= '' and stored and stored ~= rules then
+  return {2, stored}
 end
 -- A document written meanwhile (a concurrent identical request) also sends the caller back to
 -- read again, where it finds the document and replays it instead of applying the change twice.
@@ -35,6 +41,9 @@ i = i + 1
 for _ = 1, n_docs do
   redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
   i = i + 2
+end
+if rules ~= '' then
+  redis.call('HSETNX', KEYS[6], 'rules_fingerprint', rules)  -- data loaded before fingerprints: adopt
 end
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[2], '*', unpack(event))
 return {1, version}

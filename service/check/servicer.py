@@ -25,7 +25,7 @@ from service.check.validation import Codes, check_claim, status_query
 from service.convert import proto_date, set_date, status_value
 from service.errors import abort
 from service.metrics import Metrics
-from service.rules.profile import Profile
+from service.rules.profile import Profile, rules_match
 from service.watch.stream import Watches
 
 
@@ -144,6 +144,9 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
             return replica.state, True
         if not replica.ready.is_set():
             self.metrics.stale_answers.labels("not_loaded").inc()
+            return replica.state, True
+        if not rules_match(replica.state, self.profile):
+            self.metrics.stale_answers.labels("profile_mismatch").inc()
             return replica.state, True
         if replica.age_seconds() > self.profile.staleness_seconds:
             self.metrics.stale_answers.labels("age").inc()

@@ -118,7 +118,12 @@ def _load(args: argparse.Namespace) -> int:
     profile = load_profile(settings["profile"])
     dataset = read_dataset(args.file, profile)
     version = store.swap(
-        dataset.ledgers, dataset.projections, dataset.docs, profile.policy_id, datetime.now(UTC).isoformat()
+        dataset.ledgers,
+        dataset.projections,
+        dataset.docs,
+        profile.policy_id,
+        datetime.now(UTC).isoformat(),
+        profile.rules_fingerprint,
     )
     print(f"loaded {len(dataset)} people from {args.file} as data version {version} ({profile.policy_id})")
     return 0

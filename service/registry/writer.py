@@ -23,7 +23,7 @@ from domain.values import AuditEntry, Derivation, Ledger
 from service.registry import ledger_ops
 from service.registry.idempotency import Doc
 from service.rules import engine
-from service.rules.profile import PointsRules
+from service.rules.profile import PointsRules, rules_fingerprint
 
 log = logging.getLogger("gatekeeper.writes")
 
@@ -61,6 +61,7 @@ class Writer:
     def __init__(self, store: Store, rules: PointsRules, clock: Callable[[], str], *, attempts: int = 50) -> None:
         self.store = store
         self.rules = rules
+        self.fingerprint = rules_fingerprint(rules)
         self.clock = clock
         self.attempts = attempts
 
@@ -135,7 +136,7 @@ class Writer:
         if batch_key is not None:
             docs[batch_key] = Doc(batch_key, items[0].code, new_version, body).encode()
         writes = [PersonWrite(c, encode_ledger(lg), encode_projection(d)) for c, (lg, d) in results.items()]
-        committed = self.store.commit(version, writes, docs)
+        committed = self.store.commit(version, writes, docs, rules=self.fingerprint)
         return response if committed is not None else None
 
 

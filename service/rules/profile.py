@@ -6,11 +6,13 @@ that names the file and the key. Its ``policy_id`` ("id@version") is stamped on 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import pathlib
 import re
 import tomllib
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -139,6 +141,27 @@ class Profile(_Strict):
     @property
     def policy_id(self) -> str:
         return f"{self.id}@{self.version}"
+
+    @property
+    def rules_fingerprint(self) -> str:
+        """What the stored timelines depend on: a digest of the [points] rules (not of ids, names or the
+        exceptions, which the serving process applies itself). Stored with the data by loads and writes."""
+        return rules_fingerprint(self.points)
+
+
+class _HasRules(Protocol):
+    @property
+    def rules(self) -> str: ...
+
+
+def rules_match(data: _HasRules, profile: Profile) -> bool:
+    """Whether data derived under the fingerprinted rules may be served under ``profile`` ("" unknown: yes)."""
+    return not data.rules or data.rules == profile.rules_fingerprint
+
+
+def rules_fingerprint(points: PointsRules) -> str:
+    canonical = json.dumps(points.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def resolve_path(name_or_path: str) -> pathlib.Path:

@@ -1,0 +1,63 @@
+"""gRPC health that tells the truth: SERVING only while the replica holds data this process may serve.
+
+A reporter thread re-evaluates the reasons not to serve a few times a second and changes the
+status (and logs one line) only when the answer changes. Today's reasons: no snapshot loaded yet,
+or the stored timelines were derived under other points rules than this process's profile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from grpc_health.v1 import health, health_pb2
+
+from cache.replica import Replica
+from service.rules.profile import Profile, rules_match
+
+log = logging.getLogger("gatekeeper")
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class HealthReporter:
+    def __init__(self, servicer: health.HealthServicer, services: tuple[str, ...], replica: Replica,
+                 profile: Profile) -> None:  # fmt: skip
+        self.servicer = servicer
+        self.services = services
+        self.replica = replica
+        self.profile = profile
+        self._last: str | None = "starting"
+
+    def why_not_serving(self) -> str | None:
+        replica, profile = self.replica, self.profile
+        if not replica.ready.is_set():
+            return "the first snapshot is not loaded yet"
+        state = replica.state
+        if not rules_match(state, profile):
+            return (
+                f"the stored timelines were derived under points rules {state.rules} ({state.policy_id}), but this "
+                f"process's profile {profile.policy_id} derives them under {profile.rules_fingerprint}: answering "
+                "STALE_DATA and refusing writes until the profile matches the data"
+            )
+        return None
+
+    def report(self) -> None:
+        why = self.why_not_serving()
+        if why == self._last:
+            return
+        self._last = why
+        for name in self.services:
+            self.servicer.set(name, NOT_SERVING if why else SERVING)
+        if why is None:
+            log.info("serving", extra={"data_version": self.replica.state.version})
+        elif self.replica.ready.is_set():
+            log.warning("not serving: %s", why)
+
+    def start(self, stopping: threading.Event, interval: float = 0.25) -> None:
+        def run() -> None:
+            while not stopping.is_set():
+                self.report()
+                stopping.wait(interval)
+
+        threading.Thread(target=run, name="health", daemon=True).start()
