@@ -133,16 +133,22 @@ class Replica:
             self._store_version, self._store_read_at = version, read_at
             self._applied.notify_all()
 
-    def wait_for(self, version: int, timeout: float) -> bool:
+    def wake(self) -> None:
+        """Let every waiter look again (a waiting caller went away)."""
+        with self._applied:
+            self._applied.notify_all()
+
+    def wait_for(self, version: int, timeout: float, gone: Callable[[], bool] | None = None) -> bool:
         """Block up to ``timeout`` seconds until the replica holds ``version``.
 
         Returns early (False) once a read of the store sent after the wait began shows it has no
         such version: whoever asks for it cannot have been told of it, so waiting longer is futile.
+        Also when ``gone()`` says the caller left (call ``wake`` when that happens).
         """
         began = self._clock()
 
         def settled() -> bool:
-            if self.state.version >= version:
+            if self.state.version >= version or (gone is not None and gone()):
                 return True
             return self._store_read_at >= began and self._store_version < version
 

@@ -117,6 +117,9 @@ class Metrics:
         )
         for reason in AUTH_FAILURE_REASONS:  # every series exists from the start, so rates and alerts see 0
             self.admin_auth_failures.labels(reason)
+        self.waiting_checks = Gauge(
+            "gatekeeper_waiting_checks", "Checks waiting for their min_data_version now.", registry=registry
+        )
         self.watchers = Gauge("gatekeeper_watchers", "WatchStatusChanges streams open.", registry=registry)
         self.watch_lag = Gauge(
             "gatekeeper_watch_lag_versions",

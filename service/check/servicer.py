@@ -48,15 +48,23 @@ class Waits:
         self.replica = replica
         self.limit = limits.min_version_wait_s
         self._slots = threading.BoundedSemaphore(limits.max_waiting)
+        self._lock = threading.Lock()
+        self.waiting = 0
 
     def reached(self, version: int, context: grpc.ServicerContext) -> bool:
         if not self._slots.acquire(blocking=False):
             return False
+        with self._lock:
+            self.waiting += 1
         try:
             remaining = context.time_remaining()
             timeout = self.limit if remaining is None else max(0.0, min(self.limit, remaining - 0.005))
-            return self.replica.wait_for(version, timeout)
+            # A caller that cancels or disconnects gives its slot back at once, not when the wait ends.
+            context.add_callback(self.replica.wake)
+            return self.replica.wait_for(version, timeout, gone=lambda: not context.is_active())
         finally:
+            with self._lock:
+                self.waiting -= 1
             self._slots.release()
 
 
@@ -81,6 +89,7 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         self.codes = Codes.of(profile)
         self.watches = watches
         self.waits = Waits(replica, limits)
+        metrics.waiting_checks.set_function(lambda: self.waits.waiting)
 
     def CheckClaim(
         self, request: eligibility_pb2.CheckClaimRequest, context: grpc.ServicerContext
