@@ -34,6 +34,11 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 settings.register_profile("dev", deadline=None, print_blob=True)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+# The long run (e.g. tests/e2e/test_request_fuzz.py, >= 10,000 examples per method):
+#   HYPOTHESIS_PROFILE=long .venv/bin/pytest tests/e2e/test_request_fuzz.py
+settings.register_profile("long", deadline=None, print_blob=True, max_examples=10_000)
+if os.environ.get("HYPOTHESIS_PROFILE"):
+    settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
 
 
 @pytest.fixture(scope="session")
