@@ -24,6 +24,9 @@ REGISTRY_SERVICE = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]
 WRITES = frozenset(
     {"RegisterPractitioner", "EndRegistration", "RecordPoints", "WithdrawPoints", "ApplyRepair", "ImportSanctions"}
 )
+# Methods whose every request field is optional: bytes that parse (unknown fields are ignored, as
+# proto3 says) may be a valid request and answered, so only the bytes that do not parse are refused.
+ALL_OPTIONAL = frozenset({"WatchStatusChanges", "ListInstitutionReports"})
 # Same length as every string marker below, so a splice never changes a length prefix.
 MARKER_LENGTH = 6
 # Each is invalid UTF-8 of MARKER_LENGTH bytes: stray bytes, an overlong NUL, a UTF-16 surrogate,
@@ -45,6 +48,12 @@ class Method:
     request: type[Message]
     response: type[Message]
     admin: bool  # served on the admin port (RegistryService) rather than the check port
+    streaming: bool  # server-streaming (WatchStatusChanges): the answer is the first message
+
+    @property
+    def grpc_type(self) -> str:
+        """The ``grpc_type`` label of this method's metrics."""
+        return "server_stream" if self.streaming else "unary"
 
     @property
     def path(self) -> str:
@@ -54,9 +63,14 @@ class Method:
     def write(self) -> bool:
         return self.name in WRITES
 
-    def raw(self, channel: grpc.Channel) -> grpc.UnaryUnaryMultiCallable[bytes, Any]:
+    def raw(self, channel: grpc.Channel) -> Any:
         """A callable that sends bytes as they are and decodes the answer."""
-        return channel.unary_unary(self.path, request_serializer=None, response_deserializer=self.response.FromString)
+        make = channel.unary_stream if self.streaming else channel.unary_unary
+        return make(self.path, request_serializer=None, response_deserializer=self.response.FromString)
+
+    def may_answer(self, data: bytes) -> bool:
+        """Whether these bytes can be a valid request, one the server answers rather than refuses."""
+        return self.name in ALL_OPTIONAL and self.decodes(data)
 
     def decodes(self, data: bytes) -> bool:
         """Whether the server's parser (the same protobuf runtime as ours) accepts these bytes."""
@@ -73,7 +87,7 @@ def _methods() -> list[Method]:
         for m in service.methods:
             request = message_factory.GetMessageClass(m.input_type)
             response = message_factory.GetMessageClass(m.output_type)
-            found.append(Method(service.full_name, m.name, request, response, admin))
+            found.append(Method(service.full_name, m.name, request, response, admin, m.server_streaming))
     return found
 
 
@@ -185,6 +199,13 @@ def call_raw(method: Method, channel: grpc.Channel, data: bytes, timeout: float 
     """The answer or the RpcError; anything else (a client-side failure) propagates."""
     call: Callable[..., Any] = method.raw(channel)
     try:
-        return call(data, timeout=timeout)  # type: ignore[no-any-return]
+        if not method.streaming:
+            return call(data, timeout=timeout)  # type: ignore[no-any-return]
+        stream = call(data, timeout=timeout)
+        try:
+            first = next(stream, None)
+            return method.response() if first is None else first  # type: ignore[no-any-return]
+        finally:
+            stream.cancel()  # a watch never ends by itself: its first message is the answer
     except grpc.RpcError as error:
         return error

@@ -58,7 +58,12 @@ ALLOWED: dict[str, frozenset[grpc.StatusCode]] = {
     "CheckClaim": frozenset({C.OK, C.INVALID_ARGUMENT}),
     "GetPractitionerStatus": frozenset({C.OK, C.INVALID_ARGUMENT}),
     "GetPractitionerFile": frozenset({C.OK, C.INVALID_ARGUMENT, C.NOT_FOUND}),
+    "ListInstitutionReports": frozenset({C.OK, C.INVALID_ARGUMENT}),
+    "ListInstitutionStaff": frozenset({C.OK, C.INVALID_ARGUMENT}),
+    # A watch answers with its first message; too many at once is a resumable refusal.
+    "WatchStatusChanges": frozenset({C.OK, C.INVALID_ARGUMENT, C.RESOURCE_EXHAUSTED}),
 }
+READS = frozenset({"GetPractitionerStatus", "ListInstitutionReports", "ListInstitutionStaff", "WatchStatusChanges"})
 WRITE_CODES = frozenset({C.OK, C.INVALID_ARGUMENT, C.FAILED_PRECONDITION, C.ALREADY_EXISTS, C.NOT_FOUND})
 
 
@@ -183,6 +188,27 @@ def sanction_imports(draw: st.DrawFn) -> registry_pb2.ImportSanctionsRequest:
 
 
 file_requests = st.builds(registry_pb2.GetPractitionerFileRequest, practitioner_code=practitioners)
+report_requests = st.builds(
+    registry_pb2.ListInstitutionReportsRequest,
+    year=st.one_of(st.just(0), st.integers(1950, 2199)),
+    region=st.one_of(st.just(""), st.from_regex(r"[0-9]{1,6}", fullmatch=True)),
+)
+
+
+@st.composite
+def staff_requests(draw: st.DrawFn) -> registry_pb2.ListInstitutionStaffRequest:
+    request = registry_pb2.ListInstitutionStaffRequest(institution_code=draw(institutions))
+    if draw(st.booleans()):
+        request.date.CopyFrom(pd(draw(days)))
+    return request
+
+
+watch_requests = st.builds(
+    eligibility_pb2.WatchStatusChangesRequest,
+    institution_code=st.one_of(st.just(""), institutions),
+    practitioner_codes=st.lists(practitioners, max_size=4),
+    after_data_version=st.one_of(st.just(0), st.integers(0, 2**64 - 1)),
+)
 
 VALID: dict[str, st.SearchStrategy[Any]] = {
     "CheckClaim": check_claims,
@@ -194,6 +220,9 @@ VALID: dict[str, st.SearchStrategy[Any]] = {
     "ApplyRepair": repairs(),
     "ImportSanctions": sanction_imports(),
     "GetPractitionerFile": file_requests,
+    "ListInstitutionReports": report_requests,
+    "ListInstitutionStaff": staff_requests(),
+    "WatchStatusChanges": watch_requests,
 }
 
 # --- Near-valid: one to three fields spoiled, each certainly invalid -------------------------------
@@ -223,6 +252,8 @@ BAD: dict[str, list[Any]] = {
     "text": ["x" * 501, "中" * 501],
     "required-text": ["", "   ", "x" * 501],
     "med": ["1 3", "123456789", "中"],
+    "year": [1949, 2200, -1, 2**31 - 1],
+    "region": ["5a", "1234567", "５１", " 51"],
 }
 # Field paths that may be spoiled, per method; "[*]" is an index into the repeated field.
 SPOILABLE: dict[str, list[tuple[str, str]]] = {
@@ -274,6 +305,9 @@ SPOILABLE: dict[str, list[tuple[str, str]]] = {
         ("sanctions[*].origin_region", "required-text"),
     ],
     "GetPractitionerFile": [("practitioner_code", "code")],
+    "ListInstitutionReports": [("year", "year"), ("region", "region")],
+    "ListInstitutionStaff": [("institution_code", "code"), ("date", "optional-date")],
+    "WatchStatusChanges": [("institution_code", "optional-code"), ("practitioner_codes[*]", "code")],
 }
 ONEOF_SIBLINGS = {"reduce_points": {"shorten_suspension_days"}, "shorten_suspension_days": {"reduce_points"}}
 _STEP = re.compile(r"(\w+)(?:\[(\d+)\])?")
@@ -289,7 +323,11 @@ def spoil(message: Message, path: str, value: Any) -> None:
         target = getattr(target, match.group(1))
         if match.group(2) is not None:
             target = target[int(match.group(2))]
-    if value is CLEAR:
+    step = _STEP.fullmatch(leaf)
+    assert step
+    if step.group(2) is not None:  # an element of a repeated scalar (practitioner_codes[1])
+        getattr(target, step.group(1))[int(step.group(2))] = value
+    elif value is CLEAR:
         target.ClearField(leaf)
     elif isinstance(value, Message):
         getattr(target, leaf).CopyFrom(value)
@@ -307,6 +345,8 @@ def near_valid(draw: st.DrawFn, method: str) -> tuple[Message, set[str]]:
         path = pattern
         if "[*]" in pattern:
             repeated = getattr(message, pattern.split("[")[0])
+            if not repeated:  # optional lists (a watch's codes) get an element to spoil
+                repeated.append(KNOWN[0])
             path = pattern.replace("*", str(draw(st.integers(0, len(repeated) - 1))))
         spoil(message, path, draw(st.sampled_from(BAD[kind])))
         spoiled -= ONEOF_SIBLINGS.get(path, set())  # setting one member of a oneof clears the others
@@ -411,7 +451,7 @@ def check_answer(served: Served, method: Method, request: Request, answer: objec
             assert isinstance(answer, eligibility_pb2.CheckClaimResponse)
             assert [d.line_id for d in answer.decisions] == [line.line_id for line in decoded.lines], what
             assert all(d.decision and d.reason for d in answer.decisions), what
-    elif method.name == "GetPractitionerStatus" and request.kind == "valid":
+    elif method.name in READS and request.kind == "valid":
         assert code == C.OK, f"{what}: {code} {details}"
 
     if method.write:
