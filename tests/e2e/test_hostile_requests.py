@@ -65,7 +65,12 @@ class Served:
         return self.registry.get_sample_value("gatekeeper_undecodable_requests_total", labels) or 0.0
 
     def handled(self, method: Method, code: str) -> float:
-        labels = {"grpc_type": method.grpc_type, "grpc_service": method.service, "grpc_method": method.name, "grpc_code": code}
+        labels = {
+            "grpc_type": method.grpc_type,
+            "grpc_service": method.service,
+            "grpc_method": method.name,
+            "grpc_code": code,
+        }
         return self.registry.get_sample_value("grpc_server_handled_total", labels) or 0.0
 
 

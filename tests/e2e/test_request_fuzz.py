@@ -253,7 +253,7 @@ BAD: dict[str, list[Any]] = {
     "required-text": ["", "   ", "x" * 501],
     "med": ["1 3", "123456789", "中"],
     "year": [1949, 2200, -1, 2**31 - 1],
-    "region": ["5a", "1234567", "５１", " 51"],
+    "region": ["5a", "1234567", "\uff15\uff11", " 51"],
 }
 # Field paths that may be spoiled, per method; "[*]" is an index into the repeated field.
 SPOILABLE: dict[str, list[tuple[str, str]]] = {
