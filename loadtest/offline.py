@@ -300,6 +300,8 @@ class Offline:
         process.returncode = os.waitstatus_to_exitcode(status)
         self.children.processes.remove(process)
         stdout, stderr = out_path.read_text(), err_path.read_text()
+        if self.o.py_spy is not None:  # py-spy's own lines go to the same stdout
+            stdout = "\n".join(ln for ln in stdout.splitlines() if not ln.startswith("py-spy>")).lstrip()
         if process.returncode != 0:
             raise BenchError(f"{tool} exited with {process.returncode}:\n{stderr[-3000:]}")
         if tool == "recheck":

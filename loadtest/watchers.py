@@ -38,6 +38,7 @@ Ctrl-C and SIGTERM (with ``setpriv`` also if this script is SIGKILLed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import os
@@ -45,13 +46,14 @@ import pathlib
 import platform
 import shlex
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -100,6 +102,7 @@ class Options:
     server_cpu: int
     load_cpu: int
     keep: pathlib.Path | None
+    py_spy: pathlib.Path | None
 
 
 def parse_args(argv: Sequence[str]) -> Options:
@@ -118,6 +121,13 @@ def parse_args(argv: Sequence[str]) -> Options:
     parser.add_argument("--server-cpu", type=int, default=0, help="core the server is pinned to [0]")
     parser.add_argument("--load-cpu", type=int, default=1, help="core h2load, redis, the watchers and this script use")
     parser.add_argument("--keep", type=pathlib.Path, help="keep dataset and server log in this directory")
+    parser.add_argument(
+        "--py-spy",
+        type=pathlib.Path,
+        metavar="DIR",
+        help="sample the server with `py-spy record --gil --nonblocking` during each throughput run "
+        "(collapsed stacks into DIR; the sampler runs on the load core and disturbs the figures)",
+    )
     args = parser.parse_args(argv)
     if args.server_cpu == args.load_cpu:
         parser.error("--server-cpu and --load-cpu must differ")
@@ -134,6 +144,7 @@ def parse_args(argv: Sequence[str]) -> Options:
         server_cpu=args.server_cpu,
         load_cpu=args.load_cpu,
         keep=args.keep,
+        py_spy=args.py_spy,
     )
     if min(options.people, options.watchers, options.writes, options.requests, options.repeat) < 1:
         parser.error("sizes must be positive")
@@ -298,6 +309,28 @@ class WatcherBench(Bench):
             raise
         return watchers
 
+    @contextlib.contextmanager
+    def sampled(self, server: Server, name: str) -> Iterator[None]:
+        """With --py-spy: the server's GIL-holding stacks while the block runs (SIGINT makes py-spy write them)."""
+        if self.w.py_spy is None:
+            yield
+            return
+        self.w.py_spy.mkdir(parents=True, exist_ok=True)
+        spy = pathlib.Path(sys.executable).parent / "py-spy"
+        argv = [str(spy if spy.exists() else "py-spy"), "record", "--pid", str(server.process.pid), "--gil",
+                "--nonblocking", "--rate", "200", "--format", "raw", "-o", str(self.w.py_spy / f"{name}.txt")]  # fmt: skip
+        sampler = self.children.start(argv, env=child_env(), log=self.workdir / "py-spy.log")
+        try:
+            time.sleep(1)  # attached
+            yield
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(sampler.pid, signal.SIGINT)
+            try:
+                sampler.wait(30)
+            finally:
+                self.children.stop(sampler)
+
     def throughput(self, server: Server) -> None:
         scenario = next(s for s in self.scenarios if s.key == "gk-1")
         for repetition in range(self.o.repeat):
@@ -305,12 +338,14 @@ class WatcherBench(Bench):
             for phase in order:
                 if phase == "none":
                     self.expect_watchers(0)
-                    self.phases.append((phase, self.measure(server, scenario, repetition)))
+                    with self.sampled(server, f"none-{repetition}"):
+                        self.phases.append((phase, self.measure(server, scenario, repetition)))
                     continue
                 watchers = self.open_watchers(server)
                 try:
                     print(f"  ({self.w.watchers} idle watchers open)", flush=True)
-                    self.phases.append((phase, self.measure(server, scenario, repetition)))
+                    with self.sampled(server, f"watchers-{repetition}"):
+                        self.phases.append((phase, self.measure(server, scenario, repetition)))
                     watchers.check()
                     self.expect_watchers(self.w.watchers)
                 finally:
