@@ -1,16 +1,17 @@
 """Issue 7's probes, tried for real against ``gatekeeper serve`` subprocesses: the figures of docs/reliability.md.
 
-    python -m loadtest.probes                    # every probe, ~1 min
+    python -m loadtest.probes                    # every probe, 1-2 min
     python -m loadtest.probes auth bad-lines     # some of them
 
 Probes (each prints what it sent and what came back):
 
 - ``auth``: a TLS server with an access file (a writer and a reader token); an anonymous
-  RecordPoints of 12 points for an eligible doctor, a reader's, then a writer's with a forged
-  5,000-character ``x-operator``; the doctor's status after each; the auth and the log;
+  RecordPoints of 12 points for an eligible doctor, a wrong token's, a reader's, then a writer's,
+  each with a forged 5,000-character ``x-operator``; the doctor's status after each; the
+  auth-failure counters and the log (no secret in it); the audit actor the writer's call stored;
 - ``loopback``: the same anonymous RecordPoints against the zero-configuration default (admin port
   on loopback, no access file), for comparison;
-- ``tls``: plaintext and TLS to both ports of that server; the Dockerfile's environment
+- ``tls``: plaintext and TLS to both ports of such a server; the Dockerfile's environment
   (``GATEKEEPER_HOST=0.0.0.0``) with an admin port, on its default host and on ``0.0.0.0`` without
   credentials;
 - ``utf8``: a claim with invalid UTF-8 in ``claim_id`` and in a line's ``line_id``;
