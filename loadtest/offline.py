@@ -485,6 +485,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     os.sched_setaffinity(0, {options.load_cpu})  # this script and redis stay off the tool core
                 bench.run()
                 failed = False
+            except (KeyboardInterrupt, Interrupted):
+                failed = False  # nothing to look into: remove the work directory
+                raise
             finally:
                 with signals_ignored():
                     children.stop_all()
