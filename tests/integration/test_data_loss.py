@@ -38,6 +38,7 @@ from cache.replica import Follower, Replica
 from cache.store import Store, connect
 from gatekeeper.v1 import eligibility_pb2, enums_pb2, registry_pb2
 from service.cli import main as cli
+from service.registry import loading
 from tests.conftest import Gatekeeper
 from tests.e2e.builders import new_code, sanction
 from tests.integration.helpers import (
@@ -227,8 +228,18 @@ def test_redis_back_from_an_older_copy_never_allows_the_terminated_doctor(
 # --- 3. One undecodable change entry -------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        pytest.param(lambda v: {"v": str(v), "kind": "person", CLEAN: b"\xff{not json"}, id="undecodable-projection"),
+        pytest.param(lambda v: {"v": b"\xff", "kind": "person", CLEAN: b"{}"}, id="undecodable-version"),
+    ],
+)
 def test_an_undecodable_change_entry_is_answered_by_a_fresh_snapshot(
-    serve: Callable[..., Server], redis_url: str, tmp_path: pathlib.Path
+    serve: Callable[..., Server],
+    redis_url: str,
+    tmp_path: pathlib.Path,
+    garbage: Callable[[int], dict[str, str | bytes]],
 ) -> None:
     assert load(redis_url, write_dataset(tmp_path / "a.jsonl", DATASET_A)) == 0
     server = serve(redis_url)
@@ -241,7 +252,7 @@ def test_an_undecodable_change_entry_is_answered_by_a_fresh_snapshot(
         snapshots = server.metric("gatekeeper_replica_snapshots_total")
         version = store.version()
 
-        store.client.xadd(store.keys.changes, {"v": str(version + 1), "kind": "person", CLEAN: b"\xff{not json"})
+        store.client.xadd(store.keys.changes, garbage(version + 1))
 
         poll(lambda: follower.stats.bad_entries == 1, timeout=WAIT, what="the follower to meet the bad entry")
         poll(lambda: follower.stats.snapshots == 2, timeout=WAIT, what="the follower to re-snapshot")
@@ -464,3 +475,110 @@ def test_redis_down_past_the_bound_is_not_serving_and_comes_back(
     assert server.replica.doubt is None  # the same data came back: nothing to doubt
     assert outcomes(check(server.gk)) == EXPECTED_A
     assert status(server.gk, SUSPENDED).status == enums_pb2.PRACTITIONER_STATUS_SUSPENDED
+
+
+# --- Found while writing the above: holes the design leaves -----------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cache/replica.py:57 doubt_about compares only identity and version: a store rolled back to an "
+    "older copy (same identity) that a fresh process then wrote past the held version looks trustworthy, so "
+    "the replica adopts data without the writes it saw (versions N+1, N+2 reused with other content)",
+)
+def test_an_older_copy_written_past_the_held_version_by_a_fresh_process_is_still_distrusted(
+    serve: Callable[..., Server], dedicated_redis: Callable[..., EmbeddedRedis], tmp_path: pathlib.Path
+) -> None:
+    redis_server = dedicated_redis(appendonly=False)
+    assert load(redis_server.url, write_dataset(tmp_path / "a.jsonl", DATASET_A)) == 0
+    server = serve(redis_server.url)
+    n = register(server.gk, new_code()).data_version
+    redis.Redis(port=redis_server.port).save()
+    old_copy = tmp_path / "old-dump.rdb"
+    shutil.copy(redis_server.data_dir / "dump.rdb", old_copy)
+    assert register(server.gk, new_code()).data_version == n + 1
+    assert record_points(server.gk, CLEAN, 12, date(2025, 7, 1), "XZ-ROLLBACK-1") == n + 2
+    terminated_line = [(CLEAN, date(2025, 8, 1))]
+    assert server.replica.wait_for(n + 2, 10)
+    assert outcomes(check(server.gk, terminated_line)) == [TERMINATED_AFTER]
+
+    # Redis comes back from the older copy on another address first: the old server cannot reach it
+    # (as when it is partitioned, or still backing off), a freshly started one can, and writes.
+    redis_server.stop()
+    shutil.copy(old_copy, redis_server.data_dir / "dump.rdb")
+    elsewhere = dedicated_redis(appendonly=False)  # same directory (and dump.rdb), another port
+    assert elsewhere.data_dir == redis_server.data_dir
+    fresh = serve(elsewhere.url)
+    assert fresh.replica.state.version == n  # it held nothing: it trusts the older copy
+    for _ in range(3):
+        register(fresh.gk, new_code())  # versions n+1, n+2 (again) and n+3
+    redis.Redis(port=elsewhere.port).save()
+    elsewhere.stop()
+    dedicated_redis(port=redis_server.port, appendonly=False)  # back where the old server looks
+
+    # The old server held n+2 with the termination; the store lost it. It must not adopt the store.
+    poll(
+        lambda: server.replica.doubt is not None or server.replica.state.version > n + 2,
+        timeout=WAIT,
+        what="the old server to reconnect",
+    )
+    assert outcomes(check(server.gk, terminated_line, min_data_version=n + 2)) != [ALLOW]
+    assert server.replica.doubt is not None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="service/registry/loading.py:78-83 guarded_load checks for admin writes before staging, and "
+    "cache/lua/swap.lua does not check again: an admin write committed while the load stages is erased and the load exits 0",
+)
+def test_an_admin_write_during_a_load_is_not_silently_erased(
+    serve: Callable[..., Server], redis_url: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path_a = write_dataset(tmp_path / "a.jsonl", DATASET_A)
+    assert gatekeeper_load(redis_url, path_a) == 0
+    server = serve(redis_url)
+    store = Store(connect(redis_url))
+    real_swap = Store.swap
+
+    def swap_after_an_admin_write(self: Store, *args: Any, **kwargs: Any) -> int:
+        register(server.gk, SUSPENDED, institution="H54010200002")  # lands after the load's checks passed
+        return real_swap(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "swap", swap_after_an_admin_write)
+    rc = gatekeeper_load(redis_url, path_a)
+    survived = b'"audit":[{' in store.client.hget(store.keys.ledgers, SUSPENDED)
+    assert (rc, survived) in ((2, True), (0, True)), f"exit {rc}, admin write survived: {survived}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="service/cli/main.py:142-145 _load catches LoadRefused only: a load whose lock expired and was taken "
+    "before its swap raises cache.store.LoadLockLost out of main() (a traceback) instead of exiting 2",
+)
+def test_a_load_that_lost_its_lock_exits_2_naming_the_holder_and_writes_nothing(
+    redis_url: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = Store(connect(redis_url))
+    path_a = write_dataset(tmp_path / "a.jsonl", DATASET_A)
+    assert gatekeeper_load(redis_url, path_a) == 0
+    before = live(store)
+    monkeypatch.setattr(loading, "LOCK_SECONDS", 1)
+    real_swap = Store.swap
+
+    def swap_after_the_lock_was_taken_over(self: Store, *args: Any, **kwargs: Any) -> int:
+        poll(lambda: store.acquire_load_lock("the-next-load", 60) is None, timeout=WAIT, what="the lock to expire")
+        return real_swap(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "swap", swap_after_the_lock_was_taken_over)
+    capsys.readouterr()
+    try:
+        rc: object = gatekeeper_load(redis_url, write_dataset(tmp_path / "b.jsonl", DATASET_B))
+    except Exception as error:
+        rc = error
+    assert store.client.get(store.keys.load_lock) == b"the-next-load"
+    assert {k: v for k, v in live(store).items() if k != "staging"} == {
+        k: v for k, v in before.items() if k != "staging"
+    }
+    assert store.client.keys(f"{store.keys.prefix}:*:staging:*") == []  # nothing written, nothing left
+    assert rc == 2, rc
+    assert "the-next-load" in capsys.readouterr().err
