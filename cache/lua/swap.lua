@@ -1,15 +1,35 @@
 -- A load: swap staged projections, ledgers and idempotency documents in, bump the version and
 -- tell every replica to re-snapshot. All or nothing.
--- KEYS: version, people, ledgers, docs, changes, meta, people_staging, ledgers_staging, docs_staging
--- ARGV: stream_maxlen, policy_id, loaded_at, rules_fingerprint
-local version = redis.call('INCR', KEYS[1])
+-- KEYS: version, people, ledgers, docs, changes, meta, people_staging, ledgers_staging, docs_staging, load_lock
+-- ARGV: stream_maxlen, policy_id, loaded_at, rules_fingerprint, new_identity, lock_owner ('' = no lock)
+-- Returns {1, version}, or {0, current lock holder} when the lock is no longer this load's.
+if ARGV[6] ~= '' then
+  local holder = redis.call('GET', KEYS[10])
+  if holder ~= ARGV[6] then
+    return {0, holder or ''}
+  end
+end
+-- Above every version a process reported seeing, so a load after data loss reuses none.
+local version = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'),
+  tonumber(redis.call('HGET', KEYS[6], 'high_water') or '0')) + 1
+redis.call('SET', KEYS[1], version)
 for _, pair in ipairs({{KEYS[7], KEYS[2]}, {KEYS[8], KEYS[3]}, {KEYS[9], KEYS[4]}}) do
   if redis.call('EXISTS', pair[1]) == 1 then
     redis.call('RENAME', pair[1], pair[2])
+    redis.call('PERSIST', pair[2])  -- staging expires if a load dies; live data never does
   else
     redis.call('DEL', pair[2])
   end
 end
-redis.call('HSET', KEYS[6], 'policy_id', ARGV[2], 'loaded_at', ARGV[3], 'rules_fingerprint', ARGV[4])
+local meta = KEYS[6]
+redis.call('HSET', meta, 'policy_id', ARGV[2], 'loaded_at', ARGV[3], 'rules_fingerprint', ARGV[4])
+redis.call('HSETNX', meta, 'identity', ARGV[5])
+-- A load settles a doubt: the identities the doubting processes held become ancestors.
+local held = redis.call('HGET', meta, 'doubt_identities')
+if held then
+  local ancestors = redis.call('HGET', meta, 'ancestors')
+  redis.call('HSET', meta, 'ancestors', ancestors and (ancestors .. ',' .. held) or held)
+end
+redis.call('HDEL', meta, 'doubt', 'doubt_identities')
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[1], '*', 'v', tostring(version), 'kind', 'reset')
-return version
+return {1, version}
