@@ -211,6 +211,7 @@ class FollowerStats:
     errors: int = 0  # failed syncs with the store (Redis down, timing out, failing over)
     snapshots: int = 0  # full snapshot loads: the first, then after loads, gaps and lost data
     bad_entries: int = 0  # change entries that could not be applied (each answered by a fresh snapshot)
+    in_doubt: bool = False  # the replica distrusts the store (see ``doubt_about``)
     feed_lag_seconds: float = 0.0  # from the last applied change's commit in Redis to its application here
 
 
@@ -302,6 +303,7 @@ class Follower:
         if why is None:
             return False
         self.replica.doubt = why
+        self.stats.in_doubt = True
         log.error("replica distrusts the store and keeps data version %d: %s", held.version, why)
         self._report(why, held)
         return True
@@ -318,6 +320,7 @@ class Follower:
         if why is None:
             log.warning("replica trusts the store again at data version %d", store.version)
             self.replica.doubt = None
+            self.stats.in_doubt = False
             return True
         if not store.doubt:
             self._report(why, held)  # recovered without hearing of us: say it again
