@@ -246,7 +246,7 @@ def test_a_redis_server_left_behind_without_setpriv_is_stopped_by_the_next_owner
 
 @pytest.mark.xfail(
     strict=True,
-    reason="cache/embedded.py:38-47 _stop_leftover trusts any redis-server whose pid is in a stale redis.pid "
+    reason="cache/embedded.py:42-51 _stop_leftover trusts any redis-server whose pid is in a stale redis.pid "
     "(it checks /proc/PID/comm only, not that the process serves this data directory): a new owner SIGTERMs "
     "an unrelated redis-server that was given the recycled pid",
 )

@@ -149,6 +149,7 @@ def test_flushall_keeps_the_last_data_stops_writes_until_recover_and_versions_ne
     poll(lambda: health_status(server.handle.check_port) == NOT_SERVING, timeout=WAIT, what="NOT_SERVING")
     poll(lambda: "doubt" in meta(store), timeout=WAIT, what="the doubt to reach the store")
     assert int(meta(store)["high_water"]) == held
+    assert server.metric("gatekeeper_replica_in_doubt") == 1
     assert_write_unavailable(server.gk)
     assert store.version() == 0  # the refused write wrote nothing
 
@@ -160,6 +161,7 @@ def test_flushall_keeps_the_last_data_stops_writes_until_recover_and_versions_ne
 
     poll(lambda: server.replica.state.version == recovered, timeout=WAIT, what="the replica to adopt the recovery")
     assert server.replica.doubt is None
+    assert server.metric("gatekeeper_replica_in_doubt") == 0
     poll(lambda: health_status(server.handle.check_port) == SERVING, timeout=WAIT, what="SERVING again")
     code = new_code()
     written = register(server.gk, code).data_version
@@ -255,6 +257,11 @@ def test_an_undecodable_change_entry_is_answered_by_a_fresh_snapshot(
         store.client.xadd(store.keys.changes, garbage(version + 1))
 
         poll(lambda: follower.stats.bad_entries == 1, timeout=WAIT, what="the follower to meet the bad entry")
+        poll(
+            lambda: server.metric("gatekeeper_replica_bad_entries_total") == 1,
+            timeout=WAIT,
+            what="the server to count the bad entry",
+        )
         poll(lambda: follower.stats.snapshots == 2, timeout=WAIT, what="the follower to re-snapshot")
         poll(
             lambda: server.metric("gatekeeper_replica_snapshots_total") == snapshots + 1,
@@ -274,6 +281,7 @@ def test_an_undecodable_change_entry_is_answered_by_a_fresh_snapshot(
         assert replica.wait_for(written, 10)
         assert code in replica.state.people
         assert follower.stats.bad_entries == 1
+        assert server.metric("gatekeeper_replica_bad_entries_total") == 1
     finally:
         follower.stop()
 
