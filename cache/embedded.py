@@ -48,6 +48,11 @@ def _stop_leftover(pid_file: pathlib.Path) -> None:
         return
     if not comm.startswith("redis-server"):
         return  # the pid was reused by something else
+    try:  # redis-server chdirs into its --dir: only ours is stopped, not another directory's
+        if pathlib.Path(f"/proc/{pid}/cwd").resolve() != pid_file.parent.resolve():
+            return
+    except OSError:
+        return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and pathlib.Path(f"/proc/{pid}").exists():

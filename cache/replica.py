@@ -8,6 +8,7 @@ state simply grows older; ``age_seconds`` says by how much and policy decides wh
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import threading
@@ -32,9 +33,9 @@ class ChangeFeed(Protocol):
 
     def changes(self, after: bytes, block_ms: int) -> list[StreamEntry]: ...
 
-    def state(self) -> StoreState: ...
+    def state(self, after: bytes | None = None) -> StoreState: ...
 
-    def report_doubt(self, reason: str, held_version: int, held_identity: str) -> None: ...
+    def report_doubt(self, reason: str, held_version: int, held_identity: str, held_epoch: int = 0) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,7 @@ class ReplicaState:
     policy_id: str = ""
     rules: str = ""  # fingerprint of the points rules the data was derived under ("" unknown)
     identity: str = ""  # the data identity the state came from ("" unknown: data older than identities)
+    epoch: int = 0  # the store's load/recovery count when the state was taken
 
 
 EMPTY = ReplicaState(0, immutables.Map())
@@ -57,20 +59,29 @@ def person_view(code: str, projection: bytes | str) -> PersonView:
 def doubt_about(held: ReplicaState, store: StoreState) -> str | None:
     """Why the store's data cannot be trusted after what this replica holds, or None.
 
-    Pure. A replica that held nothing trusts anything but a store in doubt; one that held data
-    distrusts a store that lost it: emptied, another identity (unless a recovery accepted it as a
-    successor), or a version below the one it held."""
+    Pure. A replica that held nothing trusts anything but a store in doubt. One that held data
+    distrusts a store that lost some: emptied, another identity, a version below the one held, or a
+    feed without the change applied last (a restored older copy that has been written to since).
+    Data an operator put there after the replica's (a load or a recovery: a newer epoch, a version
+    above the held one, the held identity or one it replaced) is a successor, not a loss."""
     if store.doubt:
         return f"the store is in doubt: {store.doubt}"
     if held.version == 0:
         return None
-    successor = held.identity in store.ancestors and store.version > held.version
-    if held.identity and store.identity != held.identity and not successor:
+    lineage = not held.identity or held.identity == store.identity or held.identity in store.ancestors
+    if store.epoch > held.epoch and store.version > held.version and lineage:
+        return None
+    if held.identity and store.identity != held.identity:
         if not store.identity:
             return f"the store is empty (no data identity) while this replica held data version {held.version}"
         return f"the store's data identity changed from {held.identity} to {store.identity}"
     if store.version < held.version:
         return f"the store's data version fell from {held.version} to {store.version}: Redis lost acknowledged changes"
+    if store.kept is False:
+        return (
+            f"the store's change feed no longer holds the change of data version {held.version} this replica "
+            "applied: Redis lost acknowledged changes and has been written to since"
+        )
     return None
 
 
@@ -125,7 +136,9 @@ class Replica:
         gc.unfreeze()
         gc.collect()
         gc.freeze()
-        state = ReplicaState(snapshot.version, people, snapshot.policy_id, snapshot.rules, snapshot.identity)
+        state = ReplicaState(
+            snapshot.version, people, snapshot.policy_id, snapshot.rules, snapshot.identity, snapshot.epoch
+        )
         self._publish(state, snapshot.last_id)
         self.mark_synced()
         self.ready.set()
@@ -151,7 +164,7 @@ class Replica:
                         people[code] = person_view(code, value)
                         codes.append(code)
                 updated = people.finish()
-            self._publish(ReplicaState(version, updated, state.policy_id, state.rules, state.identity), entry_id)
+            self._publish(dataclasses.replace(state, version=version, people=updated), entry_id)
             self._tell(version, frozenset(codes))
         return True
 
@@ -177,7 +190,7 @@ class Replica:
         state = self.state
         if not state.identity and identity:
             with self._applied:
-                self.state = ReplicaState(state.version, state.people, state.policy_id, state.rules, identity)
+                self.state = dataclasses.replace(state, identity=identity)
 
     def wait_for(self, version: int, timeout: float, gone: Callable[[], bool] | None = None) -> bool:
         """Block up to ``timeout`` seconds until the replica holds ``version``.
@@ -248,8 +261,9 @@ class Follower:
         while not self._stop.is_set():
             try:
                 if self.replica.doubt is not None:
-                    need_snapshot = self._settle_doubt() or need_snapshot
-                    continue
+                    if not self._settle_doubt():
+                        continue
+                    need_snapshot = True  # the doubt ends once the new data is in (_load_snapshot)
                 if need_snapshot and not self._load_snapshot():
                     continue
                 need_snapshot = self._follow()
@@ -263,10 +277,15 @@ class Follower:
 
     def _load_snapshot(self) -> bool:
         """Adopt a fresh snapshot if the store can be trusted; False (in doubt) otherwise."""
+        kept = self.feed.state(self.replica.last_id).kept if self.replica.ready.is_set() else None
         snapshot = self.feed.snapshot()
-        if self._distrust(snapshot.state):
+        if self._distrust(dataclasses.replace(snapshot.state, kept=kept)):
             return False
         self.replica.load(snapshot)
+        if self.replica.doubt is not None:
+            log.warning("replica trusts the store again at data version %d", snapshot.version)
+            self.replica.doubt = None
+            self.stats.in_doubt = False
         self.stats.snapshots += 1
         log.info("replica loaded snapshot", extra={"data_version": self.replica.state.version})
         return True
@@ -288,7 +307,7 @@ class Follower:
             need_snapshot = not applied
         else:  # quiet feed: make sure Redis has not lost its data meanwhile
             read_at = replica.now()
-            store = self.feed.state()
+            store = self.feed.state(replica.last_id)
             replica.saw_store_version(store.version, read_at)
             if self._distrust(store):
                 return False
@@ -310,17 +329,14 @@ class Follower:
 
     def _report(self, why: str, held: ReplicaState) -> None:
         if held.version:
-            self.feed.report_doubt(why, held.version, held.identity)
+            self.feed.report_doubt(why, held.version, held.identity, held.epoch)
 
     def _settle_doubt(self) -> bool:
         """While in doubt: look again; True once the store is trustworthy (re-snapshot then)."""
         held = self.replica.state
-        store = self.feed.state()
+        store = self.feed.state(self.replica.last_id)
         why = doubt_about(held, store)
         if why is None:
-            log.warning("replica trusts the store again at data version %d", store.version)
-            self.replica.doubt = None
-            self.stats.in_doubt = False
             return True
         if not store.doubt:
             self._report(why, held)  # recovered without hearing of us: say it again

@@ -6,6 +6,7 @@ Nothing here knows the policy: callers hand in already-encoded ledgers and proje
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.resources
 import urllib.parse
 import uuid
@@ -50,6 +51,8 @@ class StoreState:
     identity: str = ""
     doubt: str = ""
     ancestors: frozenset[str] = frozenset()
+    epoch: int = 0  # +1 per load or recovery: data an operator put there, not a loss
+    kept: bool | None = None  # the feed still holds the asker's last entry (None: not asked, or trimmed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,24 +65,40 @@ class Snapshot:
     identity: str = ""
     doubt: str = ""
     ancestors: frozenset[str] = frozenset()
+    epoch: int = 0
 
     @property
     def state(self) -> StoreState:
-        return StoreState(self.version, self.identity, self.doubt, self.ancestors)
+        return StoreState(self.version, self.identity, self.doubt, self.ancestors, self.epoch)
 
 
-_META_STATE = ["identity", "doubt", "ancestors"]
+_META_STATE = ["identity", "doubt", "ancestors", "epoch"]
 
 
 def _store_state(
-    version: bytes | None, identity: bytes | None, doubt: bytes | None, ancestors: bytes | None
+    version: bytes | None, identity: bytes | None, doubt: bytes | None, ancestors: bytes | None, epoch: bytes | None
 ) -> StoreState:
     return StoreState(
         int(version or 0),
         (identity or b"").decode(),
         (doubt or b"").decode(),
         frozenset(a for a in (ancestors or b"").decode().split(",") if a),
+        int(epoch or 0),
     )
+
+
+def _kept(entry_id: bytes, found: list[Any], first: list[Any]) -> bool | None:
+    """Whether the feed still holds ``entry_id``: None when it cannot tell (trimmed past it)."""
+    if found:
+        return True
+    if first and _entry_key(first[0][0]) > _entry_key(entry_id):
+        return None  # trimmed: every entry left is newer
+    return False  # gone from a range the feed still covers, or the feed itself is gone
+
+
+def _entry_key(entry_id: bytes) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms), int(seq or 0)
 
 
 def new_identity() -> str:
@@ -149,15 +168,23 @@ class Store:
             identity=state.identity,
             doubt=state.doubt,
             ancestors=state.ancestors,
+            epoch=state.epoch,
         )
 
-    def state(self) -> StoreState:
-        """Version and data identity, read together."""
+    def state(self, after: bytes | None = None) -> StoreState:
+        """Version and data identity, read together; with ``after`` (a feed entry id the asker applied
+        last) also whether the feed still holds that entry."""
         pipe = self.client.pipeline(transaction=True)
         pipe.get(self.keys.version)
         pipe.hmget(self.keys.meta, _META_STATE)
-        version, meta = pipe.execute()
-        return _store_state(version, *meta)
+        if after is not None and after != b"0-0":
+            pipe.xrange(self.keys.changes, after, after, count=1)
+            pipe.xrange(self.keys.changes, "-", "+", count=1)
+        version, meta, *entries = pipe.execute()
+        state = _store_state(version, *meta)
+        if after is None or not entries:
+            return state
+        return dataclasses.replace(state, kept=_kept(after, *entries))
 
     def wait_for_replicas(self, replicas: int, timeout_ms: int) -> int:
         """Block until ``replicas`` replicas acknowledged every write of this connection (Redis WAIT)."""
@@ -271,12 +298,14 @@ class Store:
         rules: str = "",
         *,
         owner: str | None = None,
+        expected_version: int | None = None,
     ) -> int:
         """Replace the whole dataset in one step; returns the new version.
 
         Staging keys are the load's own (``owner``), so two loads never mix their data; with an
         ``owner`` the swap happens only while that owner holds the load lock. A load also settles
-        a store in doubt: the new version is above every version any process reported seeing."""
+        a store in doubt: the new version is above every version any process reported seeing. With
+        ``expected_version`` the swap happens only if no write came since (``DataChanged``)."""
         token = owner or new_identity()
         staging = [self.keys.staging(k, token) for k in (self.keys.people, self.keys.ledgers, self.keys.docs)]
         self.client.delete(*staging)
@@ -286,12 +315,15 @@ class Store:
                 for start in range(0, len(items), 5000):  # bounded command size
                     self.client.hset(target, mapping=dict(items[start : start + 5000]))
                 self.client.expire(target, STAGING_TTL_SECONDS)  # a load killed midway leaves nothing for long
-            args: list[str | int] = [STREAM_MAXLEN, policy_id, loaded_at, rules, new_identity(), owner or ""]
+            expected = "" if expected_version is None else expected_version
+            args: list[str | int] = [STREAM_MAXLEN, policy_id, loaded_at, rules, new_identity(), owner or "", expected]
             ok, version = self._swap(keys=[*self.keys.commit_keys, *staging, self.keys.load_lock], args=args)
         finally:
             self.client.delete(*staging)
-        if ok != 1:
+        if ok == 0:
             raise LoadLockLost(f"the load lock is no longer held by {owner} (now: {version.decode() or 'nobody'})")
+        if ok == 2:
+            raise DataChanged(f"a write reached data version {int(version)} while the load was checked")
         return int(version)
 
     # --- loads and data loss -------------------------------------------------------------------
@@ -306,10 +338,10 @@ class Store:
     def release_load_lock(self, owner: str) -> None:
         self._unlock(keys=[self.keys.load_lock], args=[owner])
 
-    def report_doubt(self, reason: str, held_version: int, held_identity: str) -> None:
+    def report_doubt(self, reason: str, held_version: int, held_identity: str, held_epoch: int = 0) -> None:
         """Record that this process saw the store lose data: writes stop until a recovery, which
-        then starts above ``held_version``."""
-        self._doubt(keys=[self.keys.meta], args=[reason, held_version, held_identity])
+        then starts above ``held_version`` and ``held_epoch``."""
+        self._doubt(keys=[self.keys.meta], args=[reason, held_version, held_identity, held_epoch])
 
     def recover(self, reason: str) -> int:
         """Accept the store's data as it is now (an operator's decision after data loss): clear the
@@ -320,3 +352,7 @@ class Store:
 
 class LoadLockLost(RuntimeError):
     """The load's lock expired or was taken over before the swap: nothing was swapped in."""
+
+
+class DataChanged(RuntimeError):
+    """A write came between a load's checks and its swap: nothing was swapped in."""

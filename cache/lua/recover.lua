@@ -13,6 +13,9 @@ if held then
   redis.call('HSET', meta, 'ancestors', ancestors and (ancestors .. ',' .. held) or held)
 end
 redis.call('HDEL', meta, 'doubt', 'doubt_identities')
+-- The operator's data: a new epoch above any a doubting process held, so replicas may move past a loss.
+redis.call('HSET', meta, 'epoch', math.max(tonumber(redis.call('HGET', meta, 'epoch') or '0'),
+  tonumber(redis.call('HGET', meta, 'high_epoch') or '0')) + 1)
 local at = redis.call('TIME')
 redis.call('HSET', meta, 'recovered_at', at[1], 'recovered_reason', ARGV[2])
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[1], '*', 'v', tostring(version), 'kind', 'reset')

@@ -1,13 +1,18 @@
 -- A load: swap staged projections, ledgers and idempotency documents in, bump the version and
 -- tell every replica to re-snapshot. All or nothing.
 -- KEYS: version, people, ledgers, docs, changes, meta, people_staging, ledgers_staging, docs_staging, load_lock
--- ARGV: stream_maxlen, policy_id, loaded_at, rules_fingerprint, new_identity, lock_owner ('' = no lock)
--- Returns {1, version}, or {0, current lock holder} when the lock is no longer this load's.
+-- ARGV: stream_maxlen, policy_id, loaded_at, rules_fingerprint, new_identity, lock_owner ('' = no lock),
+--       expected_version ('' = any)
+-- Returns {1, version}, {0, current lock holder} when the lock is no longer this load's, or
+-- {2, current version} when a write came after the load's checks (they no longer hold).
 if ARGV[6] ~= '' then
   local holder = redis.call('GET', KEYS[10])
   if holder ~= ARGV[6] then
     return {0, holder or ''}
   end
+end
+if ARGV[7] ~= '' and tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[7]) then
+  return {2, redis.call('GET', KEYS[1]) or '0'}
 end
 -- Above every version a process reported seeing, so a load after data loss reuses none.
 local version = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'),
@@ -31,5 +36,8 @@ if held then
   redis.call('HSET', meta, 'ancestors', ancestors and (ancestors .. ',' .. held) or held)
 end
 redis.call('HDEL', meta, 'doubt', 'doubt_identities')
+-- The operator's data: a new epoch above any a doubting process held, so replicas may move past a loss.
+redis.call('HSET', meta, 'epoch', math.max(tonumber(redis.call('HGET', meta, 'epoch') or '0'),
+  tonumber(redis.call('HGET', meta, 'high_epoch') or '0')) + 1)
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[1], '*', 'v', tostring(version), 'kind', 'reset')
 return {1, version}

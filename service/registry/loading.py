@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cache.codec import records_agency_writes
-from cache.store import Store
+from cache.store import DataChanged, LoadLockLost, Store
 from service.registry.dataset import Dataset
 
 # A load keeping less than this share of the people live now is a shrink and needs --allow-shrink.
@@ -54,8 +54,8 @@ def agency_refusal(erased: list[str], options: LoadOptions) -> str | None:
         return None
     sample = ", ".join(erased[:5]) + (", ..." if len(erased) > 5 else "")
     return (
-        f"the load would erase admin writes (ledger facts and audit trail) of {len(erased)} people that the "
-        f"dataset does not carry: {sample} (pass --discard-agency-writes if that is meant)"
+        f"the load would erase the admin writes (ledger facts and audit trail, which no dataset file carries) "
+        f"of {len(erased)} people: {sample} (pass --discard-agency-writes if that is meant)"
     )
 
 
@@ -75,11 +75,15 @@ def guarded_load(store: Store, dataset: Dataset, policy_id: str, loaded_at: str,
     if holder is not None:
         raise LoadRefused(f"another load is running (lock held by {holder}); nothing was written")
     try:
+        checked_at = store.version()  # the swap happens only if no write came after the checks
         why = shrink_refusal(store.people_count(), len(dataset), options) or agency_refusal(
             people_with_agency_writes(store.scan_ledgers()), options
         )
         if why is not None:
             raise LoadRefused(f"load refused: {why}; nothing was written")
-        return store.swap(dataset.ledgers, dataset.projections, dataset.docs, policy_id, loaded_at, rules, owner=owner)
+        parts = (dataset.ledgers, dataset.projections, dataset.docs)
+        return store.swap(*parts, policy_id, loaded_at, rules, owner=owner, expected_version=checked_at)
+    except (LoadLockLost, DataChanged) as moved:
+        raise LoadRefused(f"load refused: {moved}; nothing was written (run it again)") from moved
     finally:
         store.release_load_lock(owner)

@@ -244,12 +244,6 @@ def test_a_redis_server_left_behind_without_setpriv_is_stopped_by_the_next_owner
             os.kill(leftover, signal.SIGKILL)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cache/embedded.py:42-51 _stop_leftover trusts any redis-server whose pid is in a stale redis.pid "
-    "(it checks /proc/PID/comm only, not that the process serves this data directory): a new owner SIGTERMs "
-    "an unrelated redis-server that was given the recycled pid",
-)
 def test_a_stale_pid_file_never_stops_another_directorys_redis(tmp_path: pathlib.Path) -> None:
     victim = EmbeddedRedis(tmp_path / "other", appendonly=False).start()
     assert victim.process is not None

@@ -485,15 +485,9 @@ def test_redis_down_past_the_bound_is_not_serving_and_comes_back(
     assert status(server.gk, SUSPENDED).status == enums_pb2.PRACTITIONER_STATUS_SUSPENDED
 
 
-# --- Found while writing the above: holes the design leaves -----------------------------------------
+# --- Losses that look like nothing happened: a rollback written past, writes and locks during a load ---------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cache/replica.py:57 doubt_about compares only identity and version: a store rolled back to an "
-    "older copy (same identity) that a fresh process then wrote past the held version looks trustworthy, so "
-    "the replica adopts data without the writes it saw (versions N+1, N+2 reused with other content)",
-)
 def test_an_older_copy_written_past_the_held_version_by_a_fresh_process_is_still_distrusted(
     serve: Callable[..., Server], dedicated_redis: Callable[..., EmbeddedRedis], tmp_path: pathlib.Path
 ) -> None:
@@ -534,11 +528,6 @@ def test_an_older_copy_written_past_the_held_version_by_a_fresh_process_is_still
     assert server.replica.doubt is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service/registry/loading.py:78-83 guarded_load checks for admin writes before staging, and "
-    "cache/lua/swap.lua does not check again: an admin write committed while the load stages is erased and the load exits 0",
-)
 def test_an_admin_write_during_a_load_is_not_silently_erased(
     serve: Callable[..., Server], redis_url: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -558,11 +547,6 @@ def test_an_admin_write_during_a_load_is_not_silently_erased(
     assert (rc, survived) in ((2, True), (0, True)), f"exit {rc}, admin write survived: {survived}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service/cli/main.py:142-145 _load catches LoadRefused only: a load whose lock expired and was taken "
-    "before its swap raises cache.store.LoadLockLost out of main() (a traceback) instead of exiting 2",
-)
 def test_a_load_that_lost_its_lock_exits_2_naming_the_holder_and_writes_nothing(
     redis_url: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
