@@ -19,6 +19,9 @@ from service.rules.profile import Profile, rules_match
 
 log = logging.getLogger("gatekeeper")
 SERVING = health_pb2.HealthCheckResponse.SERVING
+# For liveness probes: SERVING while the process runs, whatever its data. The other names say whether
+# it may answer (readiness): restarting a process because Redis is down would only lose its last good data.
+LIVENESS = "liveness"
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
@@ -30,6 +33,7 @@ class HealthReporter:
         self.replica = replica
         self.profile = profile
         self._last: str | None = "starting"
+        servicer.set(LIVENESS, SERVING)
 
     def why_not_serving(self) -> str | None:
         replica, profile = self.replica, self.profile

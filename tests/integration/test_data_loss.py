@@ -472,6 +472,8 @@ def test_redis_down_past_the_bound_is_not_serving_and_comes_back(
     redis_server.stop()  # reaps it and frees its data directory
 
     poll(lambda: health_status(server.handle.check_port) == NOT_SERVING, timeout=WAIT, what="NOT_SERVING")
+    # Liveness stays SERVING: a restart would only lose the last good data (deploy/kubernetes probes).
+    assert health_status(server.handle.check_port, "liveness") == SERVING
     with pytest.raises(grpc.RpcError) as refused:
         status(server.gk, SUSPENDED)
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
