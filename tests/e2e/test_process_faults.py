@@ -231,6 +231,7 @@ def test_a_redis_server_left_behind_without_setpriv_is_stopped_by_the_next_owner
 
     first.process.kill()
     first.process.wait(EXIT)
+    second: Spawned | None = None
     try:
         assert running(leftover)  # orphaned, still holding the data directory's files
 
@@ -240,8 +241,15 @@ def test_a_redis_server_left_behind_without_setpriv_is_stopped_by_the_next_owner
         found = second.gk.admin.GetPractitionerFile(file_request(code), timeout=10)
         assert found.data_version == written
     finally:
-        if running(leftover):
-            os.kill(leftover, signal.SIGKILL)
+        # Without setpriv nothing ties these redis-servers to the test: stop every one it started.
+        if second is not None:
+            second.process.terminate()
+            second.process.wait(EXIT)
+        pid_file = data_dir / "redis" / "redis.pid"
+        pids = {leftover, int(pid_file.read_text().strip())} if pid_file.exists() else {leftover}
+        for pid in pids:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_a_stale_pid_file_never_stops_another_directorys_redis(tmp_path: pathlib.Path) -> None:

@@ -188,6 +188,7 @@ def test_swap_replaces_people_ledgers_and_docs_wholesale(store: Store, tmp_path:
     assert store.read_person(TERMINATED) == (3, None)
     meta = raw_hash(store, store.keys.meta)
     assert len(meta.pop(b"identity")) == 32  # created with the first load, kept by the next
+    assert meta.pop(b"epoch") == b"2"  # one per load
     assert meta == {
         b"policy_id": POLICY_ID.encode(),
         b"loaded_at": b"later",
