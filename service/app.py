@@ -24,6 +24,7 @@ from service.access import AccessList, load_access
 from service.admin_guard import AdminGuard
 from service.check.decision_log import DecisionLog
 from service.check.servicer import CheckLimits, EligibilityServicer
+from service.check.stream import NameStreamPositions
 from service.check.validation import Codes
 from service.config import Settings
 from service.convert import today_in_china
@@ -156,15 +157,19 @@ def _start(settings: Settings, profile: Profile, registry: CollectorRegistry, ru
         watches=watches,
     )
     undecodable = RejectUndecodable(metrics.undecodable)
-    check = rpc_metrics.instrument(undecodable.protect(eligibility, CHECK_DESCRIPTOR), CHECK_DESCRIPTOR)
+    positions = NameStreamPositions(metrics.undecodable)  # a stream's bad bytes are named requests[N]
+    guarded = positions.protect(undecodable.protect(eligibility, CHECK_DESCRIPTOR), CHECK_DESCRIPTOR)
+    check = rpc_metrics.instrument(guarded, CHECK_DESCRIPTOR)
     tls = _tls(settings, running)
     running.check_port = _serve(
         running,
         f"{settings.host}:{settings.port}",
         check_services(check, health_servicer),
-        # Waiting checks and watchers get threads of their own, so they never take the ones that answer the rest.
+        # Waiting checks, watchers and bulk streams get threads of their own, so they never take the ones
+        # that answer the rest.
         ServerShape(
-            settings.workers + settings.max_waiting_checks + settings.max_watchers, settings.max_concurrent_rpcs
+            settings.workers + settings.max_waiting_checks + settings.max_watchers + limits.max_streams,
+            settings.max_concurrent_rpcs,
         ),
         tls.check if tls else None,
     )

@@ -121,6 +121,7 @@ class Metrics:
             "gatekeeper_waiting_checks", "Checks waiting for their min_data_version now.", registry=registry
         )
         self.watchers = Gauge("gatekeeper_watchers", "WatchStatusChanges streams open.", registry=registry)
+        self.bulk_streams = Gauge("gatekeeper_bulk_streams", "CheckClaims streams open.", registry=registry)
         self.watch_lag = Gauge(
             "gatekeeper_watch_lag_versions",
             "Data versions the slowest watcher is behind the replica.",
@@ -197,8 +198,39 @@ class _FollowerCollector(Collector):
         )
 
 
+def _final_code(context: Any) -> grpc.StatusCode:
+    """The code a call ended with by raising: the one it aborted with, CANCELLED when the caller
+    left (DEADLINE_EXCEEDED when its deadline passed), else UNKNOWN."""
+    code: grpc.StatusCode | None = context.code()
+    if code is not None:
+        return code
+    if context.is_active():
+        return grpc.StatusCode.UNKNOWN
+    remaining = context.time_remaining()
+    return grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else grpc.StatusCode.CANCELLED
+
+
+def once_per_call(context: Any, end: Callable[[grpc.StatusCode], None]) -> Callable[[grpc.StatusCode | None], None]:
+    """``end`` run once per call: by the handler when its stream ends, or when the call itself ends
+    first. A stream whose caller cancels or leaves is dropped by grpc without being closed, so its
+    generator's ``finally`` may run only when it is garbage-collected, much later; the call's end
+    (``context.add_callback``) does not wait for that. Called without a code, the code is the call's."""
+    pending = [True]
+
+    def once(code: grpc.StatusCode | None = None) -> None:
+        try:
+            pending.pop()  # atomic: exactly one caller gets past it
+        except IndexError:
+            return
+        end(_final_code(context) if code is None else code)
+
+    context.add_callback(once)
+    return once
+
+
 class RpcMetrics:
-    """go-grpc-prometheus compatible metrics for the unary methods of one servicer.
+    """go-grpc-prometheus compatible metrics for the methods of one servicer: unary, server-streaming
+    (``server_stream``) and bidirectional (``bidi_stream``), each message counted as received or sent.
 
     The servicer's methods are wrapped once, before registration, with their label children
     bound: a server interceptor would rebuild a handler on every call and route every call
@@ -212,12 +244,54 @@ class RpcMetrics:
     def instrument(self, servicer: T, service: ServiceDescriptor) -> T:
         for method in service.methods:
             behavior = getattr(servicer, method.name)
-            if method.server_streaming and not method.client_streaming:
+            if method.client_streaming and method.server_streaming:
+                wrapped = self._wrap_bidi_stream(behavior, service.full_name, method.name)
+            elif method.server_streaming:
                 wrapped = self._wrap_server_stream(behavior, service.full_name, method.name)
+            elif method.client_streaming:
+                raise TypeError(f"{method.full_name}: client-streaming methods are not instrumented yet")
             else:
                 wrapped = self._wrap(behavior, service.full_name, method.name)
             setattr(servicer, method.name, wrapped)
         return servicer
+
+    def _wrap_bidi_stream(
+        self, behavior: Callable[[Any, Any], Any], service: str, method: str
+    ) -> Callable[[Any, Any], Any]:
+        """A bidirectional stream: each request counted as received as it is read, each response as
+        sent; handled (with its code) and the handling time observed when the stream ends."""
+        m = self.metrics
+        labels = ("bidi_stream", service, method)
+        started, received, sent = m.started.labels(*labels), m.received.labels(*labels), m.sent.labels(*labels)
+        handling = m.handling.labels(*labels)
+        clock = time.perf_counter
+
+        def counted(requests: Iterator[Any]) -> Iterator[Any]:
+            for request in requests:
+                received.inc()
+                yield request
+
+        def wrapped(requests: Iterator[Any], context: Any) -> Iterator[Any]:
+            started.inc()
+            begin = clock()
+
+            def end(code: grpc.StatusCode) -> None:
+                handling.observe(clock() - begin)
+                m.handled.labels("bidi_stream", service, method, GO_CODE_NAMES[code]).inc()
+
+            ended = once_per_call(context, end)
+            code = grpc.StatusCode.OK
+            try:
+                for message in behavior(counted(requests), context):
+                    sent.inc()
+                    yield message
+            except BaseException:
+                code = _final_code(context)
+                raise
+            finally:
+                ended(code)
+
+        return wrapped
 
     def _wrap_server_stream(
         self, behavior: Callable[[Any, Any], Any], service: str, method: str
@@ -233,17 +307,22 @@ class RpcMetrics:
             started.inc()
             received.inc()
             begin = clock()
+
+            def end(code: grpc.StatusCode) -> None:
+                handling.observe(clock() - begin)
+                m.handled.labels("server_stream", service, method, GO_CODE_NAMES[code]).inc()
+
+            ended = once_per_call(context, end)
             code = grpc.StatusCode.OK
             try:
                 for message in behavior(request, context):
                     sent.inc()
                     yield message
             except BaseException:
-                code = context.code() or grpc.StatusCode.UNKNOWN
+                code = _final_code(context)
                 raise
             finally:
-                handling.observe(clock() - begin)
-                m.handled.labels("server_stream", service, method, GO_CODE_NAMES[code]).inc()
+                ended(code)
 
         return wrapped
 

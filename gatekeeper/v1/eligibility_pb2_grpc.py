@@ -40,6 +40,11 @@ class EligibilityServiceStub:
                 request_serializer=gatekeeper_dot_v1_dot_eligibility__pb2.CheckClaimRequest.SerializeToString,
                 response_deserializer=gatekeeper_dot_v1_dot_eligibility__pb2.CheckClaimResponse.FromString,
                 _registered_method=True)
+        self.CheckClaims = channel.stream_stream(
+                '/gatekeeper.v1.EligibilityService/CheckClaims',
+                request_serializer=gatekeeper_dot_v1_dot_eligibility__pb2.CheckClaimRequest.SerializeToString,
+                response_deserializer=gatekeeper_dot_v1_dot_eligibility__pb2.CheckClaimResponse.FromString,
+                _registered_method=True)
         self.GetPractitionerStatus = channel.unary_unary(
                 '/gatekeeper.v1.EligibilityService/GetPractitionerStatus',
                 request_serializer=gatekeeper_dot_v1_dot_eligibility__pb2.GetPractitionerStatusRequest.SerializeToString,
@@ -58,6 +63,17 @@ class EligibilityServiceServicer:
 
     def CheckClaim(self, request, context):
         """Decide every line of a claim. Malformed requests are INVALID_ARGUMENT with google.rpc.BadRequest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckClaims(self, request_iterator, context):
+        """Bulk re-checks by a settlement centre over one stream: the same messages and decisions as CheckClaim,
+        one response per request, in order, each sent as soon as its request is decided. A malformed request
+        (or bytes that are not a CheckClaimRequest) ends the stream with INVALID_ARGUMENT and a
+        google.rpc.BadRequest naming its position, e.g. requests[17].lines[3].service_date, after the
+        requests before it were answered; nothing of it or after it is decided.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -86,6 +102,11 @@ def add_EligibilityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'CheckClaim': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckClaim,
+                    request_deserializer=gatekeeper_dot_v1_dot_eligibility__pb2.CheckClaimRequest.FromString,
+                    response_serializer=gatekeeper_dot_v1_dot_eligibility__pb2.CheckClaimResponse.SerializeToString,
+            ),
+            'CheckClaims': grpc.stream_stream_rpc_method_handler(
+                    servicer.CheckClaims,
                     request_deserializer=gatekeeper_dot_v1_dot_eligibility__pb2.CheckClaimRequest.FromString,
                     response_serializer=gatekeeper_dot_v1_dot_eligibility__pb2.CheckClaimResponse.SerializeToString,
             ),
@@ -126,6 +147,33 @@ class EligibilityService:
             request,
             target,
             '/gatekeeper.v1.EligibilityService/CheckClaim',
+            gatekeeper_dot_v1_dot_eligibility__pb2.CheckClaimRequest.SerializeToString,
+            gatekeeper_dot_v1_dot_eligibility__pb2.CheckClaimResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckClaims(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/gatekeeper.v1.EligibilityService/CheckClaims',
             gatekeeper_dot_v1_dot_eligibility__pb2.CheckClaimRequest.SerializeToString,
             gatekeeper_dot_v1_dot_eligibility__pb2.CheckClaimResponse.FromString,
             options,

@@ -35,6 +35,13 @@ class EligibilityServiceStub:
     def __new__(cls, channel: _aio.Channel) -> EligibilityServiceAsyncStub: ...
     CheckClaim: _grpc.UnaryUnaryMultiCallable[_eligibility_pb2.CheckClaimRequest, _eligibility_pb2.CheckClaimResponse]
     """Decide every line of a claim. Malformed requests are INVALID_ARGUMENT with google.rpc.BadRequest."""
+    CheckClaims: _grpc.StreamStreamMultiCallable[_eligibility_pb2.CheckClaimRequest, _eligibility_pb2.CheckClaimResponse]
+    """Bulk re-checks by a settlement centre over one stream: the same messages and decisions as CheckClaim,
+    one response per request, in order, each sent as soon as its request is decided. A malformed request
+    (or bytes that are not a CheckClaimRequest) ends the stream with INVALID_ARGUMENT and a
+    google.rpc.BadRequest naming its position, e.g. requests[17].lines[3].service_date, after the
+    requests before it were answered; nothing of it or after it is decided.
+    """
     GetPractitionerStatus: _grpc.UnaryUnaryMultiCallable[_eligibility_pb2.GetPractitionerStatusRequest, _eligibility_pb2.GetPractitionerStatusResponse]
     """One person's status on a date, for appointment platforms and POS screens."""
     WatchStatusChanges: _grpc.UnaryStreamMultiCallable[_eligibility_pb2.WatchStatusChangesRequest, _eligibility_pb2.StatusChange]
@@ -52,6 +59,13 @@ class EligibilityServiceAsyncStub(EligibilityServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CheckClaim: _aio.UnaryUnaryMultiCallable[_eligibility_pb2.CheckClaimRequest, _eligibility_pb2.CheckClaimResponse]  # type: ignore[assignment]
     """Decide every line of a claim. Malformed requests are INVALID_ARGUMENT with google.rpc.BadRequest."""
+    CheckClaims: _aio.StreamStreamMultiCallable[_eligibility_pb2.CheckClaimRequest, _eligibility_pb2.CheckClaimResponse]  # type: ignore[assignment]
+    """Bulk re-checks by a settlement centre over one stream: the same messages and decisions as CheckClaim,
+    one response per request, in order, each sent as soon as its request is decided. A malformed request
+    (or bytes that are not a CheckClaimRequest) ends the stream with INVALID_ARGUMENT and a
+    google.rpc.BadRequest naming its position, e.g. requests[17].lines[3].service_date, after the
+    requests before it were answered; nothing of it or after it is decided.
+    """
     GetPractitionerStatus: _aio.UnaryUnaryMultiCallable[_eligibility_pb2.GetPractitionerStatusRequest, _eligibility_pb2.GetPractitionerStatusResponse]  # type: ignore[assignment]
     """One person's status on a date, for appointment platforms and POS screens."""
     WatchStatusChanges: _aio.UnaryStreamMultiCallable[_eligibility_pb2.WatchStatusChangesRequest, _eligibility_pb2.StatusChange]  # type: ignore[assignment]
@@ -72,6 +86,19 @@ class EligibilityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_eligibility_pb2.CheckClaimResponse, _abc.Awaitable[_eligibility_pb2.CheckClaimResponse]]:
         """Decide every line of a claim. Malformed requests are INVALID_ARGUMENT with google.rpc.BadRequest."""
+
+    @_abc_1.abstractmethod
+    def CheckClaims(
+        self,
+        request_iterator: _MaybeAsyncIterator[_eligibility_pb2.CheckClaimRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_eligibility_pb2.CheckClaimResponse], _abc.AsyncIterator[_eligibility_pb2.CheckClaimResponse]]:
+        """Bulk re-checks by a settlement centre over one stream: the same messages and decisions as CheckClaim,
+        one response per request, in order, each sent as soon as its request is decided. A malformed request
+        (or bytes that are not a CheckClaimRequest) ends the stream with INVALID_ARGUMENT and a
+        google.rpc.BadRequest naming its position, e.g. requests[17].lines[3].service_date, after the
+        requests before it were answered; nothing of it or after it is decided.
+        """
 
     @_abc_1.abstractmethod
     def GetPractitionerStatus(

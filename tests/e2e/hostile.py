@@ -48,12 +48,27 @@ class Method:
     request: type[Message]
     response: type[Message]
     admin: bool  # served on the admin port (RegistryService) rather than the check port
-    streaming: bool  # server-streaming (WatchStatusChanges): the answer is the first message
+    streaming: bool  # server-streaming (WatchStatusChanges, CheckClaims): the answer is the first message
+    # Client-streaming too (CheckClaims): the bytes go out as a stream of one message, which the server
+    # answers and ends; its BadRequest paths are those of a stream (requests[0]....).
+    client_streaming: bool = False
 
     @property
     def grpc_type(self) -> str:
         """The ``grpc_type`` label of this method's metrics."""
+        if self.client_streaming:
+            return "bidi_stream" if self.streaming else "client_stream"
         return "server_stream" if self.streaming else "unary"
+
+    @property
+    def request_field(self) -> str:
+        """The BadRequest field naming the whole request (bytes that are not a request at all)."""
+        return "requests[0]" if self.client_streaming else "request"
+
+    @property
+    def ends_by_itself(self) -> bool:
+        """Whether an answered call ends OK on its own (a watch is cancelled by the client instead)."""
+        return self.client_streaming or not self.streaming
 
     @property
     def path(self) -> str:
@@ -65,7 +80,13 @@ class Method:
 
     def raw(self, channel: grpc.Channel) -> Any:
         """A callable that sends bytes as they are and decodes the answer."""
-        make = channel.unary_stream if self.streaming else channel.unary_unary
+        kinds = {
+            (False, False): channel.unary_unary,
+            (False, True): channel.unary_stream,
+            (True, False): channel.stream_unary,
+            (True, True): channel.stream_stream,
+        }
+        make = kinds[(self.client_streaming, self.streaming)]
         return make(self.path, request_serializer=None, response_deserializer=self.response.FromString)
 
     def may_answer(self, data: bytes) -> bool:
@@ -87,7 +108,9 @@ def _methods() -> list[Method]:
         for m in service.methods:
             request = message_factory.GetMessageClass(m.input_type)
             response = message_factory.GetMessageClass(m.output_type)
-            found.append(Method(service.full_name, m.name, request, response, admin, m.server_streaming))
+            found.append(
+                Method(service.full_name, m.name, request, response, admin, m.server_streaming, m.client_streaming)
+            )
     return found
 
 
@@ -199,6 +222,9 @@ def call_raw(method: Method, channel: grpc.Channel, data: bytes, timeout: float 
     """The answer or the RpcError; anything else (a client-side failure) propagates."""
     call: Callable[..., Any] = method.raw(channel)
     try:
+        if method.client_streaming:  # a stream of one message: its answer, or the error that ended the stream
+            answers = list(call(iter([data]), timeout=timeout))
+            return answers[0] if answers else method.response()  # type: ignore[no-any-return]
         if not method.streaming:
             return call(data, timeout=timeout)  # type: ignore[no-any-return]
         stream = call(data, timeout=timeout)

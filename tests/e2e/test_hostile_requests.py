@@ -115,8 +115,8 @@ def assert_refused(method: Method, kind: str, data: bytes, answer: object) -> No
     assert code == grpc.StatusCode.INVALID_ARGUMENT, (method.name, kind, data[:40], code, answer.details())  # type: ignore[attr-defined]
     fields = bad_request(answer)  # exactly one BadRequest, every violation described
     if not method.decodes(data):
-        assert set(fields) == {"request"}, (method.name, kind, fields)
-        assert method.request.DESCRIPTOR.full_name in fields["request"]
+        assert set(fields) == {method.request_field}, (method.name, kind, fields)
+        assert method.request.DESCRIPTOR.full_name in fields[method.request_field]
 
 
 @pytest.mark.parametrize("method", METHODS, ids=METHOD_IDS)
@@ -140,7 +140,7 @@ def test_hostile_bytes_are_invalid_argument_and_counted(served: Served, method: 
 
     assert served.undecodable(method) - counted == undecodable
     assert served.handled(method, "InvalidArgument") - refused == len(sent) - accepted
-    if not method.streaming:  # an answered watch is cancelled by the client, not ended OK
+    if method.ends_by_itself:  # an answered watch is cancelled by the client, not ended OK
         assert served.handled(method, "OK") - answered == accepted
     for code in ("Internal", "Unknown"):
         assert served.handled(method, code) == 0, code

@@ -56,6 +56,7 @@ C = grpc.StatusCode
 # What each method may answer at all. Anything else (INTERNAL, UNKNOWN, ...) is a server bug.
 ALLOWED: dict[str, frozenset[grpc.StatusCode]] = {
     "CheckClaim": frozenset({C.OK, C.INVALID_ARGUMENT}),
+    "CheckClaims": frozenset({C.OK, C.INVALID_ARGUMENT}),  # a stream of one request
     "GetPractitionerStatus": frozenset({C.OK, C.INVALID_ARGUMENT}),
     "GetPractitionerFile": frozenset({C.OK, C.INVALID_ARGUMENT, C.NOT_FOUND}),
     "ListInstitutionReports": frozenset({C.OK, C.INVALID_ARGUMENT}),
@@ -212,6 +213,7 @@ watch_requests = st.builds(
 
 VALID: dict[str, st.SearchStrategy[Any]] = {
     "CheckClaim": check_claims,
+    "CheckClaims": check_claims,
     "GetPractitionerStatus": status_queries(),
     "RegisterPractitioner": registrations,
     "EndRegistration": endings,
@@ -255,7 +257,9 @@ BAD: dict[str, list[Any]] = {
     "year": [1949, 2200, -1, 2**31 - 1],
     "region": ["5a", "1234567", "\uff15\uff11", " 51"],
 }
-# Field paths that may be spoiled, per method; "[*]" is an index into the repeated field.
+# Field paths that may be spoiled, per method; "[*]" is an index into the repeated field. A client-streaming
+# method's requests go out as a stream of one, so its paths are those of the stream (STREAM_PREFIX).
+STREAM_PREFIX = "requests[0]."
 SPOILABLE: dict[str, list[tuple[str, str]]] = {
     "CheckClaim": [
         ("claim_id", "id"),
@@ -309,6 +313,7 @@ SPOILABLE: dict[str, list[tuple[str, str]]] = {
     "ListInstitutionStaff": [("institution_code", "code"), ("date", "optional-date")],
     "WatchStatusChanges": [("institution_code", "optional-code"), ("practitioner_codes[*]", "code")],
 }
+SPOILABLE["CheckClaims"] = [(STREAM_PREFIX + path, kind) for path, kind in SPOILABLE["CheckClaim"]]
 ONEOF_SIBLINGS = {"reduce_points": {"shorten_suspension_days"}, "shorten_suspension_days": {"reduce_points"}}
 _STEP = re.compile(r"(\w+)(?:\[(\d+)\])?")
 
@@ -342,15 +347,17 @@ def near_valid(draw: st.DrawFn, method: str) -> tuple[Message, set[str]]:
     spoiled: set[str] = set()
     for _ in range(draw(st.integers(1, 3))):
         pattern, kind = draw(st.sampled_from(SPOILABLE[method]))
-        path = pattern
+        prefix = STREAM_PREFIX if pattern.startswith(STREAM_PREFIX) else ""
+        path = pattern = pattern.removeprefix(prefix)  # the path in the message; the BadRequest adds prefix
         if "[*]" in pattern:
             repeated = getattr(message, pattern.split("[")[0])
             if not repeated:  # optional lists (a watch's codes) get an element to spoil
                 repeated.append(KNOWN[0])
             path = pattern.replace("*", str(draw(st.integers(0, len(repeated) - 1))))
         spoil(message, path, draw(st.sampled_from(BAD[kind])))
-        spoiled -= ONEOF_SIBLINGS.get(path, set())  # setting one member of a oneof clears the others
-        spoiled.add(path)
+        # setting one member of a oneof clears the others
+        spoiled -= {prefix + sibling for sibling in ONEOF_SIBLINGS.get(path, set())}
+        spoiled.add(prefix + path)
     return message, spoiled
 
 
@@ -433,7 +440,7 @@ def check_answer(served: Served, method: Method, request: Request, answer: objec
     if decoded is None:
         if not method.decodes(request.data):
             assert code == C.INVALID_ARGUMENT, what
-            assert set(bad_request(answer)) == {"request"}, what  # type: ignore[arg-type]
+            assert set(bad_request(answer)) == {method.request_field}, what  # type: ignore[arg-type]
             return
         decoded = method.request.FromString(request.data)
     if code == C.INVALID_ARGUMENT:
@@ -442,7 +449,7 @@ def check_answer(served: Served, method: Method, request: Request, answer: objec
     elif request.kind == "near-valid":
         raise AssertionError(f"{what}: spoiled {set(request.spoiled)}, answered {code}")
 
-    if method.name == "CheckClaim":
+    if method.name in ("CheckClaim", "CheckClaims"):
         if request.kind == "valid":
             assert code == C.OK, f"{what}: {code} {details}"
         if code == C.OK:
