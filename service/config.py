@@ -130,7 +130,10 @@ def is_loopback(host: str) -> bool:
 
 def _may_overlap(a: str, b: str) -> bool:
     wildcards = {"0.0.0.0", "::", "[::]", ""}
-    return a == b or a in wildcards or b in wildcards
+    if a == b or a in wildcards or b in wildcards:
+        return True
+    localhost = {"localhost", "127.0.0.1", "::1", "[::1]"}  # what "localhost" resolves to
+    return "localhost" in (a, b) and a in localhost and b in localhost
 
 
 def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
