@@ -5,6 +5,7 @@
 
 Issue 7's figure: while 64 closed-loop clients send CheckClaim with ``min_data_version`` = 2**63
 (no store will ever hold it), normal checks keep at least 0.9 x the throughput they have alone.
+``--min-data-version 18446744073709551615`` sends issue 7's probe value, 2**64 - 1 (the largest uint64).
 
 What it does (the same machinery and fairness rules as loadtest/bench.py):
 
@@ -84,6 +85,7 @@ class Options:
     streams: int
     workers: int
     keep: pathlib.Path | None
+    min_data_version: int = UNREACHABLE
 
 
 @dataclass
@@ -116,9 +118,17 @@ def parse_args(argv: Sequence[str]) -> Options:
     parser.add_argument("--streams", type=int, default=8, help="h2load streams per connection (-m) [8]")
     parser.add_argument("--workers", type=int, default=16, help="gatekeeper's GATEKEEPER_WORKERS [16]")
     parser.add_argument("--keep", type=pathlib.Path, help="keep dataset and server log in this directory")
+    parser.add_argument(
+        "--min-data-version",
+        type=int,
+        default=UNREACHABLE,
+        help=f"the waiters' unreachable min_data_version, at most 2**64 - 1 [2**63 = {UNREACHABLE}]",
+    )
     args = parser.parse_args(argv)
     if args.server_cpu == args.load_cpu:
         parser.error("--server-cpu and --load-cpu must differ")
+    if not 0 < args.min_data_version < 2**64:
+        parser.error("--min-data-version must be a uint64 above 0")
     return Options(
         people=args.people or (3000 if args.quick else 20_000),
         seconds=args.seconds or (4.0 if args.quick else 10.0),
@@ -131,6 +141,7 @@ def parse_args(argv: Sequence[str]) -> Options:
         streams=args.streams,
         workers=args.workers,
         keep=args.keep,
+        min_data_version=args.min_data_version,
     )
 
 
@@ -307,7 +318,7 @@ class Starvation:
         server, claims, _bodies, body = self.prepare()
         request = eligibility_pb2.CheckClaimRequest()
         request.CopyFrom(claims.one_line.request)
-        request.claim_id, request.min_data_version = "STARVE-1", UNREACHABLE
+        request.claim_id, request.min_data_version = "STARVE-1", self.o.min_data_version
         waiters = Waiters(server.port, self.o.waiters, request)
         try:
             if self.o.warmup:
@@ -397,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"command: python -m loadtest.starvation {shlex.join(argv)}".rstrip())
     print(
         f"server on core {options.server_cpu}, h2load and {options.waiters} closed-loop clients "
-        f"(min_data_version = 2**63) on core {options.load_cpu}; {options.repeat} repetition(s) x "
+        f"(min_data_version = {options.min_data_version}) on core {options.load_cpu}; {options.repeat} repetition(s) x "
         f"{options.seconds:g} s per phase; {options.people} people; h2load: {bench.command}"
     )
     print(bench.table())
