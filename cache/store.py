@@ -144,9 +144,9 @@ class Store:
         self.client = client
         self.keys = keys or Keys()
         self._commit = client.register_script(_script("commit.lua"))
-        self._swap = client.register_script(_script("swap.lua"))
+        self._swap = client.register_script(_script("settle.lua") + _script("swap.lua"))
         self._doubt = client.register_script(_script("doubt.lua"))
-        self._recover = client.register_script(_script("recover.lua"))
+        self._recover = client.register_script(_script("settle.lua") + _script("recover.lua"))
         self._unlock = client.register_script(_script("unlock.lua"))
 
     # --- reads -------------------------------------------------------------------------------

@@ -333,7 +333,8 @@ class MixedLoad:
                 reply = call(write.request, timeout=CALL_TIMEOUT)
             except grpc.RpcError as error:
                 code = error.code().name
-                self.write_errors[code] += 1
+                waited = "replicas acknowledged" in (error.details() or "")  # the write's WAIT timed out
+                self.write_errors[f"{code} (no replica acknowledged)" if waited else code] += 1
                 self.write_error_times.append(time.monotonic())
                 if code not in RETRYABLE_WRITE or time.monotonic() > deadline or self._abandon.is_set():
                     write.final_error = f"{code}: {error.details()}"
@@ -625,6 +626,7 @@ class Result:
     health_at_end: bool = False
     resumed_after: list[float] = field(default_factory=list)  # seconds from each fault to the first ack after it
     refused_during_faults: int = 0
+    acked_without_replica: int = 0  # failover: acknowledged while the new primary ran alone (WAIT 1: must be 0)
 
     @property
     def invariants_hold(self) -> bool:
@@ -640,6 +642,8 @@ class Result:
             problems.append(f"{len(self.writes.lost)} acknowledged writes lost: {self.writes.lost[:3]}")
         if self.writes.twice:
             problems.append(f"{len(self.writes.twice)} writes applied twice: {self.writes.twice[:3]}")
+        if self.acked_without_replica:
+            problems.append(f"{self.acked_without_replica} writes acknowledged with no replica (WAIT 1)")
         if not self.digest.equal:
             problems.append(f"replica digest differs: {self.digest}")
         return problems
@@ -735,9 +739,14 @@ def _replication(port: int) -> dict[str, Any]:
     return dict(redis.Redis(port=port, socket_timeout=5).info("replication"))
 
 
-def run_failover(workdir: pathlib.Path, *, people: int = 20_000, seconds: float = 30.0, how: str = "kill") -> Result:
+def run_failover(
+    workdir: pathlib.Path, *, people: int = 20_000, seconds: float = 30.0, how: str = "kill", replica_down: float = 3.0
+) -> Result:
     """Primary + replica + three Sentinels (quorum 2), gatekeeper on Sentinel with WAIT for one replica;
-    fail the primary over under mixed load (``kill -9`` it, or ``SENTINEL FAILOVER``)."""
+    fail the primary over under mixed load (``kill -9`` it, or ``SENTINEL FAILOVER``).
+
+    A killed primary stays down ``replica_down`` seconds after the promotion, so the new primary runs
+    alone for a while: no write may be acknowledged then (WAIT 1), each is refused and retried."""
     if how not in ("kill", "sentinel"):
         raise ValueError("how: kill or sentinel")
     population = Population.of(people)
@@ -784,8 +793,12 @@ def run_failover(workdir: pathlib.Path, *, people: int = 20_000, seconds: float 
 
             wait_for(promoted, RESUME_TIMEOUT, "the Sentinels to promote the replica", interval=0.1)
             promoted_after = time.monotonic() - failed_at
+            restarted_at = time.monotonic()
             if how == "kill":  # back on its port and directory: Sentinel makes it the new primary's replica
+                load.pause(replica_down)  # the new primary alone meanwhile
+                restarted_at = time.monotonic()
                 primary = running.redis("primary", port=primary.port)
+            alone = [t for t in load.acks_after(failed_at) if t < restarted_at]
 
             def demoted() -> bool:
                 info = _replication(primary.port)
@@ -805,10 +818,15 @@ def run_failover(workdir: pathlib.Path, *, people: int = 20_000, seconds: float 
             (f"failover ({action})", f"at v{before} (highest acknowledged); 3 Sentinels, quorum 2, WAIT 1 replica"),
             ("  replica promoted after", f"{promoted_after:.1f} s"),
             ("  writes resumed after", f"{resumed:.1f} s"),
+            (
+                "  writes acknowledged while the new primary had no replica",
+                f"{len(alone)} (old primary down {restarted_at - failed_at:.1f} s)" if how == "kill" else "n/a",
+            ),
             ("  write attempts refused (then retried) meanwhile", f"{refused} {dict(load.write_errors) or ''}".strip()),
         ]
         result = _finish("failover", load, client, gk, extra)
         result.resumed_after, result.refused_during_faults = [resumed], refused
+        result.acked_without_replica = len(alone)
         follower = redis.Redis(port=primary.port, socket_timeout=10)
         wait_for(lambda: follower.get(KEYS.version) == client.get(KEYS.version), 30, "the new replica caught up")
         result.rows.append(("new replica (old primary) at the new primary's version", "True"))

@@ -1,4 +1,4 @@
--- A load: swap staged projections, ledgers and idempotency documents in, bump the version and
+-- (settle.lua comes first.) A load: swap staged projections, ledgers and idempotency documents in, bump the version and
 -- tell every replica to re-snapshot. All or nothing.
 -- KEYS: version, people, ledgers, docs, changes, meta, people_staging, ledgers_staging, docs_staging, load_lock
 -- ARGV: stream_maxlen, policy_id, loaded_at, rules_fingerprint, new_identity, lock_owner ('' = no lock),
@@ -15,8 +15,7 @@ if ARGV[7] ~= '' and tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARG
   return {2, redis.call('GET', KEYS[1]) or '0'}
 end
 -- Above every version a process reported seeing, so a load after data loss reuses none.
-local version = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'),
-  tonumber(redis.call('HGET', KEYS[6], 'high_water') or '0')) + 1
+local version = next_version(KEYS[1], KEYS[6])
 redis.call('SET', KEYS[1], version)
 for _, pair in ipairs({{KEYS[7], KEYS[2]}, {KEYS[8], KEYS[3]}, {KEYS[9], KEYS[4]}}) do
   if redis.call('EXISTS', pair[1]) == 1 then
@@ -28,16 +27,6 @@ for _, pair in ipairs({{KEYS[7], KEYS[2]}, {KEYS[8], KEYS[3]}, {KEYS[9], KEYS[4]
 end
 local meta = KEYS[6]
 redis.call('HSET', meta, 'policy_id', ARGV[2], 'loaded_at', ARGV[3], 'rules_fingerprint', ARGV[4])
-redis.call('HSETNX', meta, 'identity', ARGV[5])
--- A load settles a doubt: the identities the doubting processes held become ancestors.
-local held = redis.call('HGET', meta, 'doubt_identities')
-if held then
-  local ancestors = redis.call('HGET', meta, 'ancestors')
-  redis.call('HSET', meta, 'ancestors', ancestors and (ancestors .. ',' .. held) or held)
-end
-redis.call('HDEL', meta, 'doubt', 'doubt_identities')
--- The operator's data: a new epoch above any a doubting process held, so replicas may move past a loss.
-redis.call('HSET', meta, 'epoch', math.max(tonumber(redis.call('HGET', meta, 'epoch') or '0'),
-  tonumber(redis.call('HGET', meta, 'high_epoch') or '0')) + 1)
+settle(meta, ARGV[5])  -- a load settles a doubt (settle.lua)
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[1], '*', 'v', tostring(version), 'kind', 'reset')
 return {1, version}
