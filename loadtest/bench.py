@@ -868,6 +868,9 @@ def run_guarded(
             try:
                 body()
                 failed = False
+            except (KeyboardInterrupt, Interrupted):
+                failed = False  # nothing to look into: remove the work directory
+                raise
             finally:
                 with signals_ignored():
                     children.stop_all()
