@@ -49,8 +49,9 @@ def test_redis_killed_under_load_loses_no_acknowledged_write_and_fails_no_check(
 
 
 def test_sentinel_failover_under_load_loses_no_acknowledged_write_and_fails_no_check(tmp_path: pathlib.Path) -> None:
-    result = faults.run_failover(tmp_path, people=PEOPLE, seconds=SECONDS, how="kill")
+    result = faults.run_failover(tmp_path, people=PEOPLE, seconds=SECONDS, how="kill", replica_down=2.0)
     assert_invariants(result)
+    assert result.acked_without_replica == 0  # WAIT 1: the promoted primary alone acknowledges nothing
     assert len(result.resumed_after) == 1
     assert result.writes.given_up == 0
 
