@@ -118,6 +118,7 @@ def _script(name: str) -> str:
 
 SENTINEL_SCHEME = "redis+sentinel"
 STAGING_TTL_SECONDS = 3600
+REPLICA_WAIT_MS = 2000
 
 
 def connect(url: str, *, timeout: float = 2.0) -> redis.Redis:
@@ -185,10 +186,6 @@ class Store:
         if after is None or not entries:
             return state
         return dataclasses.replace(state, kept=_kept(after, *entries))
-
-    def wait_for_replicas(self, replicas: int, timeout_ms: int) -> int:
-        """Block until ``replicas`` replicas acknowledged every write of this connection (Redis WAIT)."""
-        return int(self.client.wait(replicas, timeout_ms))
 
     def people_count(self) -> int:
         return int(self.client.hlen(self.keys.people))
@@ -260,6 +257,7 @@ class Store:
         rules: str = "",
         identity: str = "",
         floor: int = 0,
+        replicas: int = 0,
     ) -> int | None:
         """Write everything at ``expected_version + 1``; None when another write came first.
 
@@ -267,7 +265,9 @@ class Store:
         rules the write is refused rather than mixing two derivations (empty: not checked).
         ``identity`` and ``floor`` are the data identity and the highest version the writer's process
         has seen: a store with another identity, a lower version, or in doubt refuses the write
-        (``StoreUnavailable``), so no version another process may have seen is ever reused."""
+        (``StoreUnavailable``), so no version another process may have seen is ever reused. With
+        ``replicas``, a committed write is acknowledged only once that many replicas hold it (WAIT);
+        else ``StoreUnavailable``, and the retry finds the write (idempotency)."""
         args: list[Any] = [expected_version, STREAM_MAXLEN]
         people = list(people)
         args.append(len(people))
@@ -277,7 +277,19 @@ class Store:
         for key, value in docs.items():
             args += [key, value]
         args += [rules, identity, floor, new_identity()]
-        ok, version = self._commit(keys=self.keys.commit_keys, args=args)
+        if replicas:
+            # WAIT counts the writes of its own connection: the commit and the WAIT go out on one.
+            pipe = self.client.pipeline(transaction=False)
+            self._commit(keys=self.keys.commit_keys, args=args, client=pipe)
+            pipe.wait(replicas, REPLICA_WAIT_MS)
+            (ok, version), acknowledged = pipe.execute()
+            if ok == 1 and int(acknowledged) < replicas:
+                raise StoreUnavailable(
+                    f"the write is on the primary at data version {int(version)} but {acknowledged} of {replicas} "
+                    "replicas acknowledged it; retry (the retry returns this write)"
+                )
+        else:
+            ok, version = self._commit(keys=self.keys.commit_keys, args=args)
         if ok == 3:
             raise StoreUnavailable(f"Writes are refused while the stored data is in doubt: {version.decode()}")
         if ok == 2:

@@ -27,7 +27,6 @@ from service.rules import engine
 from service.rules.profile import PointsRules, rules_fingerprint
 
 log = logging.getLogger("gatekeeper.writes")
-REPLICA_WAIT_MS = 2000
 
 Change = Callable[[Ledger], Ledger]
 Seen = tuple[str, int]  # the data identity and the highest version this process has seen
@@ -161,23 +160,10 @@ class Writer:
             docs[batch_key] = Doc(batch_key, items[0].code, new_version, codes=tuple(touched)).encode()
         writes = [PersonWrite(c, encode_ledger(lg), encode_projection(d)) for c, (lg, d) in results.items()]
         identity, floor = self.seen()
-        committed = self.store.commit(version, writes, docs, rules=self.fingerprint, identity=identity, floor=floor)
-        if committed is None:
-            return None
-        self._await_replicas(committed)
-        return response
-
-    def _await_replicas(self, version: int) -> None:
-        """Acknowledged means durable: with replicas configured, they must hold the write first. If they
-        do not in time the caller is told to retry; the retry finds the write (idempotency) and answers it."""
-        if not self.replicas:
-            return
-        acknowledged = self.store.wait_for_replicas(self.replicas, REPLICA_WAIT_MS)
-        if acknowledged < self.replicas:
-            raise StoreUnavailable(
-                f"the write is on the primary at data version {version} but {acknowledged} of {self.replicas} "
-                "replicas acknowledged it; retry (the retry returns this write)"
-            )
+        committed = self.store.commit(
+            version, writes, docs, rules=self.fingerprint, identity=identity, floor=floor, replicas=self.replicas
+        )
+        return response if committed is not None else None
 
 
 def _replay(key: str | None, fingerprint: str, docs: dict[str, bytes | None]) -> Doc | None:
