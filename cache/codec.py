@@ -121,6 +121,11 @@ def encode_ledger(ledger: Ledger) -> str:
     )
 
 
+def records_agency_writes(raw_ledger: bytes) -> bool:
+    """Whether a stored ledger holds admin writes (an audit trail), without decoding it."""
+    return b'"audit":[{' in raw_ledger  # encode_ledger: sorted keys, no spaces
+
+
 def _each(items: list[dict[str, Any]], build: Callable[[dict[str, Any]], T]) -> tuple[T, ...]:
     return tuple(build(item) for item in items)
 

@@ -8,6 +8,7 @@ state simply grows older; ``age_seconds`` says by how much and policy decides wh
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import threading
@@ -19,7 +20,7 @@ from typing import Protocol
 import immutables
 
 from cache.codec import decode_projection
-from cache.store import Snapshot, StreamEntry
+from cache.store import Snapshot, StoreState, StreamEntry
 from domain.projection import PersonView
 
 log = logging.getLogger("gatekeeper.replica")
@@ -32,7 +33,9 @@ class ChangeFeed(Protocol):
 
     def changes(self, after: bytes, block_ms: int) -> list[StreamEntry]: ...
 
-    def version(self) -> int: ...
+    def state(self, after: bytes | None = None) -> StoreState: ...
+
+    def report_doubt(self, reason: str, held_version: int, held_identity: str, held_epoch: int = 0) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,8 @@ class ReplicaState:
     people: immutables.Map[str, PersonView]
     policy_id: str = ""
     rules: str = ""  # fingerprint of the points rules the data was derived under ("" unknown)
+    identity: str = ""  # the data identity the state came from ("" unknown: data older than identities)
+    epoch: int = 0  # the store's load/recovery count when the state was taken
 
 
 EMPTY = ReplicaState(0, immutables.Map())
@@ -51,10 +56,43 @@ def person_view(code: str, projection: bytes | str) -> PersonView:
     return PersonView.of(code, decode_projection(projection))
 
 
+def doubt_about(held: ReplicaState, store: StoreState) -> str | None:
+    """Why the store's data cannot be trusted after what this replica holds, or None.
+
+    Pure. A replica that held nothing trusts anything but a store in doubt. One that held data
+    distrusts a store that lost some: emptied, another identity, a version below the one held, or a
+    feed without the change applied last (a restored older copy that has been written to since).
+    Data an operator put there after the replica's (a load or a recovery: a newer epoch, a version
+    above the held one, the held identity or one it replaced) is a successor, not a loss."""
+    if store.doubt:
+        return f"the store is in doubt: {store.doubt}"
+    if held.version == 0:
+        return None
+    lineage = not held.identity or held.identity == store.identity or held.identity in store.ancestors
+    if store.epoch > held.epoch and store.version > held.version and lineage:
+        return None
+    if held.identity and store.identity != held.identity:
+        if not store.identity:
+            return f"the store is empty (no data identity) while this replica held data version {held.version}"
+        return f"the store's data identity changed from {held.identity} to {store.identity}"
+    if store.version < held.version:
+        return f"the store's data version fell from {held.version} to {store.version}: Redis lost acknowledged changes"
+    if store.kept is False:
+        return (
+            f"the store's change feed no longer holds the change of data version {held.version} this replica "
+            "applied: Redis lost acknowledged changes and has been written to since"
+        )
+    return None
+
+
 class Replica:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.state = EMPTY
         self.ready = threading.Event()  # set once the first snapshot is in
+        # Why the store's data is distrusted (None: trusted). While set, the replica keeps its last
+        # good state and stops confirming freshness, so checks turn STALE_DATA past the bound.
+        self.doubt: str | None = None
+        self._closing = False
         self.last_id = b"0-0"
         self._clock = clock
         self._synced_at = float("-inf")
@@ -98,7 +136,10 @@ class Replica:
         gc.unfreeze()
         gc.collect()
         gc.freeze()
-        self._publish(ReplicaState(snapshot.version, people, snapshot.policy_id, snapshot.rules), snapshot.last_id)
+        state = ReplicaState(
+            snapshot.version, people, snapshot.policy_id, snapshot.rules, snapshot.identity, snapshot.epoch
+        )
+        self._publish(state, snapshot.last_id)
         self.mark_synced()
         self.ready.set()
         self._tell(snapshot.version, None)
@@ -123,7 +164,7 @@ class Replica:
                         people[code] = person_view(code, value)
                         codes.append(code)
                 updated = people.finish()
-            self._publish(ReplicaState(version, updated, state.policy_id, state.rules), entry_id)
+            self._publish(dataclasses.replace(state, version=version, people=updated), entry_id)
             self._tell(version, frozenset(codes))
         return True
 
@@ -138,6 +179,19 @@ class Replica:
         with self._applied:
             self._applied.notify_all()
 
+    def close_waits(self) -> None:
+        """End every bounded wait now and refuse new ones (the process is shutting down)."""
+        with self._applied:
+            self._closing = True
+            self._applied.notify_all()
+
+    def adopt_identity(self, identity: str) -> None:
+        """Data loaded before identities existed got one from the first write: remember it."""
+        state = self.state
+        if not state.identity and identity:
+            with self._applied:
+                self.state = dataclasses.replace(state, identity=identity)
+
     def wait_for(self, version: int, timeout: float, gone: Callable[[], bool] | None = None) -> bool:
         """Block up to ``timeout`` seconds until the replica holds ``version``.
 
@@ -148,7 +202,7 @@ class Replica:
         began = self._clock()
 
         def settled() -> bool:
-            if self.state.version >= version or (gone is not None and gone()):
+            if self.state.version >= version or self._closing or (gone is not None and gone()):
                 return True
             return self._store_read_at >= began and self._store_version < version
 
@@ -169,6 +223,8 @@ class FollowerStats:
 
     errors: int = 0  # failed syncs with the store (Redis down, timing out, failing over)
     snapshots: int = 0  # full snapshot loads: the first, then after loads, gaps and lost data
+    bad_entries: int = 0  # change entries that could not be applied (each answered by a fresh snapshot)
+    in_doubt: bool = False  # the replica distrusts the store (see ``doubt_about``)
     feed_lag_seconds: float = 0.0  # from the last applied change's commit in Redis to its application here
 
 
@@ -204,22 +260,13 @@ class Follower:
         need_snapshot = True
         while not self._stop.is_set():
             try:
-                if need_snapshot:
-                    self.replica.load(self.feed.snapshot())
-                    self.stats.snapshots += 1
-                    log.info("replica loaded snapshot", extra={"data_version": self.replica.state.version})
-                sent = self.replica.now()
-                entries = self.feed.changes(self.replica.last_id, self.block_ms)
-                if entries:
-                    need_snapshot = not self.replica.apply(entries)
-                    lag = self._wall() - stream_entry_seconds(self.replica.last_id)
-                    self.stats.feed_lag_seconds = max(0.0, lag)  # clocks of two hosts may disagree a little
-                else:  # quiet feed: make sure Redis has not lost its data meanwhile
-                    read_at = self.replica.now()
-                    store_version = self.feed.version()
-                    self.replica.saw_store_version(store_version, read_at)
-                    need_snapshot = store_version < self.replica.state.version
-                self.replica.mark_synced(sent)
+                if self.replica.doubt is not None:
+                    if not self._settle_doubt():
+                        continue
+                    need_snapshot = True  # the doubt ends once the new data is in (_load_snapshot)
+                if need_snapshot and not self._load_snapshot():
+                    continue
+                need_snapshot = self._follow()
                 backoff = 0.1
             except Exception as exc:  # any failure: keep serving the old state, retry
                 self.stats.errors += 1
@@ -227,3 +274,71 @@ class Follower:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 need_snapshot = need_snapshot or not self.replica.ready.is_set()
+
+    def _load_snapshot(self) -> bool:
+        """Adopt a fresh snapshot if the store can be trusted; False (in doubt) otherwise."""
+        kept = self.feed.state(self.replica.last_id).kept if self.replica.ready.is_set() else None
+        snapshot = self.feed.snapshot()
+        if self._distrust(dataclasses.replace(snapshot.state, kept=kept)):
+            return False
+        self.replica.load(snapshot)
+        if self.replica.doubt is not None:
+            log.warning("replica trusts the store again at data version %d", snapshot.version)
+            self.replica.doubt = None
+            self.stats.in_doubt = False
+        self.stats.snapshots += 1
+        log.info("replica loaded snapshot", extra={"data_version": self.replica.state.version})
+        return True
+
+    def _follow(self) -> bool:
+        """One read of the feed; True when a snapshot is needed next."""
+        replica = self.replica
+        sent = replica.now()
+        entries = self.feed.changes(replica.last_id, self.block_ms)
+        if entries:
+            try:
+                applied = replica.apply(entries)
+            except Exception:  # an entry we cannot decode must not wedge the replica: start over
+                self.stats.bad_entries += 1
+                log.exception("replica could not apply a change entry; taking a fresh snapshot")
+                return True
+            lag = self._wall() - stream_entry_seconds(replica.last_id)
+            self.stats.feed_lag_seconds = max(0.0, lag)  # clocks of two hosts may disagree a little
+            need_snapshot = not applied
+        else:  # quiet feed: make sure Redis has not lost its data meanwhile
+            read_at = replica.now()
+            store = self.feed.state(replica.last_id)
+            replica.saw_store_version(store.version, read_at)
+            if self._distrust(store):
+                return False
+            replica.adopt_identity(store.identity)
+            need_snapshot = False  # a version above ours is a change the next read brings
+        replica.mark_synced(sent)
+        return need_snapshot
+
+    def _distrust(self, store: StoreState) -> bool:
+        held = self.replica.state if self.replica.ready.is_set() else EMPTY
+        why = doubt_about(held, store)
+        if why is None:
+            return False
+        self.replica.doubt = why
+        self.stats.in_doubt = True
+        log.error("replica distrusts the store and keeps data version %d: %s", held.version, why)
+        self._report(why, held)
+        return True
+
+    def _report(self, why: str, held: ReplicaState) -> None:
+        if held.version:
+            self.feed.report_doubt(why, held.version, held.identity, held.epoch)
+
+    def _settle_doubt(self) -> bool:
+        """While in doubt: look again; True once the store is trustworthy (re-snapshot then)."""
+        held = self.replica.state
+        store = self.feed.state(self.replica.last_id)
+        why = doubt_about(held, store)
+        if why is None:
+            return True
+        if not store.doubt:
+            self._report(why, held)  # recovered without hearing of us: say it again
+        self._stop.wait(self.block_ms / 1000)
+        return False

@@ -3,7 +3,12 @@ the commit script may touch them together.
 
     {gk}:version   string  data version: +1 per committed change (admin write or load)
     {gk}:meta      hash    policy_id (profile the projections were derived with), loaded_at,
-                           rules_fingerprint (of that profile's [points] rules: every writer must match it)
+                           rules_fingerprint (of that profile's [points] rules: every writer must match it),
+                           identity (created once with the data), doubt (why a process distrusts the data,
+                           until recovered), high_water (highest version a process reported seeing),
+                           doubt_identities / ancestors (identities a recovery accepted as replaced),
+                           recovered_at, recovered_reason
+    {gk}:load-lock string  owner of the running `gatekeeper load` (SET NX EX): loads never overlap
     {gk}:people    hash    practitioner code -> projection JSON (what checks need; cache/codec.py)
     {gk}:ledgers   hash    practitioner code -> ledger JSON (every fact ever recorded)
     {gk}:docs      hash    idempotency key -> JSON {fp, code, v, resp} (cache/store.py Doc)
@@ -49,12 +54,12 @@ class Keys:
         return f"{self.prefix}:changes"
 
     @property
-    def swap_keys(self) -> list[str]:
-        return [*self.commit_keys, *(self.staging(k) for k in (self.people, self.ledgers, self.docs))]
+    def load_lock(self) -> str:
+        return f"{self.prefix}:load-lock"
 
-    def staging(self, key: str) -> str:
-        """Where a load builds a hash before it is swapped in."""
-        return f"{key}:staging"
+    def staging(self, key: str, owner: str) -> str:
+        """Where one load builds a hash before it is swapped in (its own: loads never share)."""
+        return f"{key}:staging:{owner}"
 
     @property
     def commit_keys(self) -> list[str]:

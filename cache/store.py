@@ -6,8 +6,10 @@ Nothing here knows the policy: callers hand in already-encoded ledgers and proje
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.resources
 import urllib.parse
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -16,7 +18,7 @@ import redis
 import redis.sentinel
 
 from cache.schema import STREAM_MAXLEN, Keys
-from domain.errors import Refused
+from domain.errors import Refused, StoreUnavailable
 
 # Change feed entries as redis-py returns them with decode_responses=False.
 StreamEntry = tuple[bytes, dict[bytes, bytes]]
@@ -38,12 +40,69 @@ def _via_sentinel(url: str, timeout: float) -> redis.Redis:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreState:
+    """What a replica checks before it trusts the store: the data's identity and version.
+
+    ``identity`` is created once with the data (a load or the first write) and kept with it;
+    ``doubt`` is set by a process that saw the store lose data, until an operator recovers it
+    (``Store.recover`` or a load); ``ancestors`` are identities a recovery accepted as replaced."""
+
+    version: int
+    identity: str = ""
+    doubt: str = ""
+    ancestors: frozenset[str] = frozenset()
+    epoch: int = 0  # +1 per load or recovery: data an operator put there, not a loss
+    kept: bool | None = None  # the feed still holds the asker's last entry (None: not asked, or trimmed)
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     version: int
     people: dict[bytes, bytes]  # code -> projection JSON
     last_id: bytes  # change feed position the snapshot is consistent with
     policy_id: str
     rules: str = ""  # fingerprint of the points rules the projections were derived under ("" unknown)
+    identity: str = ""
+    doubt: str = ""
+    ancestors: frozenset[str] = frozenset()
+    epoch: int = 0
+
+    @property
+    def state(self) -> StoreState:
+        return StoreState(self.version, self.identity, self.doubt, self.ancestors, self.epoch)
+
+
+_META_STATE = ["identity", "doubt", "ancestors", "epoch"]
+
+
+def _store_state(
+    version: bytes | None, identity: bytes | None, doubt: bytes | None, ancestors: bytes | None, epoch: bytes | None
+) -> StoreState:
+    return StoreState(
+        int(version or 0),
+        (identity or b"").decode(),
+        (doubt or b"").decode(),
+        frozenset(a for a in (ancestors or b"").decode().split(",") if a),
+        int(epoch or 0),
+    )
+
+
+def _kept(entry_id: bytes, found: list[Any], first: list[Any]) -> bool | None:
+    """Whether the feed still holds ``entry_id``: None when it cannot tell (trimmed past it)."""
+    if found:
+        return True
+    if first and _entry_key(first[0][0]) > _entry_key(entry_id):
+        return None  # trimmed: every entry left is newer
+    return False  # gone from a range the feed still covers, or the feed itself is gone
+
+
+def _entry_key(entry_id: bytes) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms), int(seq or 0)
+
+
+def new_identity() -> str:
+    return uuid.uuid4().hex
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +117,8 @@ def _script(name: str) -> str:
 
 
 SENTINEL_SCHEME = "redis+sentinel"
+STAGING_TTL_SECONDS = 3600
+REPLICA_WAIT_MS = 2000
 
 
 def connect(url: str, *, timeout: float = 2.0) -> redis.Redis:
@@ -84,7 +145,10 @@ class Store:
         self.client = client
         self.keys = keys or Keys()
         self._commit = client.register_script(_script("commit.lua"))
-        self._swap = client.register_script(_script("swap.lua"))
+        self._swap = client.register_script(_script("settle.lua") + _script("swap.lua"))
+        self._doubt = client.register_script(_script("doubt.lua"))
+        self._recover = client.register_script(_script("settle.lua") + _script("recover.lua"))
+        self._unlock = client.register_script(_script("unlock.lua"))
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -93,15 +157,38 @@ class Store:
         pipe.get(self.keys.version)
         pipe.hgetall(self.keys.people)
         pipe.xrevrange(self.keys.changes, count=1)
-        pipe.hmget(self.keys.meta, ["policy_id", "rules_fingerprint"])
-        version, people, last, (policy_id, rules) = pipe.execute()
+        pipe.hmget(self.keys.meta, ["policy_id", "rules_fingerprint", *_META_STATE])
+        version, people, last, (policy_id, rules, *meta) = pipe.execute()
+        state = _store_state(version, *meta)
         return Snapshot(
-            version=int(version or 0),
+            version=state.version,
             people=people,
             last_id=last[0][0] if last else b"0-0",
             policy_id=(policy_id or b"").decode(),
             rules=(rules or b"").decode(),
+            identity=state.identity,
+            doubt=state.doubt,
+            ancestors=state.ancestors,
+            epoch=state.epoch,
         )
+
+    def state(self, after: bytes | None = None) -> StoreState:
+        """Version and data identity, read together; with ``after`` (a feed entry id the asker applied
+        last) also whether the feed still holds that entry."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(self.keys.version)
+        pipe.hmget(self.keys.meta, _META_STATE)
+        if after is not None and after != b"0-0":
+            pipe.xrange(self.keys.changes, after, after, count=1)
+            pipe.xrange(self.keys.changes, "-", "+", count=1)
+        version, meta, *entries = pipe.execute()
+        state = _store_state(version, *meta)
+        if after is None or not entries:
+            return state
+        return dataclasses.replace(state, kept=_kept(after, *entries))
+
+    def people_count(self) -> int:
+        return int(self.client.hlen(self.keys.people))
 
     def changes(self, after: bytes, block_ms: int, count: int = 1000) -> list[StreamEntry]:
         reply: Any = self.client.xread({self.keys.changes: after}, count=count, block=block_ms)
@@ -162,12 +249,25 @@ class Store:
     # --- writes ------------------------------------------------------------------------------
 
     def commit(
-        self, expected_version: int, people: Iterable[PersonWrite], docs: Mapping[str, str], *, rules: str = ""
+        self,
+        expected_version: int,
+        people: Iterable[PersonWrite],
+        docs: Mapping[str, str],
+        *,
+        rules: str = "",
+        identity: str = "",
+        floor: int = 0,
+        replicas: int = 0,
     ) -> int | None:
         """Write everything at ``expected_version + 1``; None when another write came first.
 
         ``rules`` is the writer's points-rules fingerprint: when the stored data was derived under other
-        rules the write is refused rather than mixing two derivations (empty: not checked)."""
+        rules the write is refused rather than mixing two derivations (empty: not checked).
+        ``identity`` and ``floor`` are the data identity and the highest version the writer's process
+        has seen: a store with another identity, a lower version, or in doubt refuses the write
+        (``StoreUnavailable``), so no version another process may have seen is ever reused. With
+        ``replicas``, a committed write is acknowledged only once that many replicas hold it (WAIT);
+        else ``StoreUnavailable``, and the retry finds the write (idempotency)."""
         args: list[Any] = [expected_version, STREAM_MAXLEN]
         people = list(people)
         args.append(len(people))
@@ -176,8 +276,22 @@ class Store:
         args.append(len(docs))
         for key, value in docs.items():
             args += [key, value]
-        args.append(rules)
-        ok, version = self._commit(keys=self.keys.commit_keys, args=args)
+        args += [rules, identity, floor, new_identity()]
+        if replicas:
+            # WAIT counts the writes of its own connection: the commit and the WAIT go out on one.
+            pipe = self.client.pipeline(transaction=False)
+            self._commit(keys=self.keys.commit_keys, args=args, client=pipe)
+            pipe.wait(replicas, REPLICA_WAIT_MS)
+            (ok, version), acknowledged = pipe.execute()
+            if ok == 1 and int(acknowledged) < replicas:
+                raise StoreUnavailable(
+                    f"the write is on the primary at data version {int(version)} but {acknowledged} of {replicas} "
+                    "replicas acknowledged it; retry (the retry returns this write)"
+                )
+        else:
+            ok, version = self._commit(keys=self.keys.commit_keys, args=args)
+        if ok == 3:
+            raise StoreUnavailable(f"Writes are refused while the stored data is in doubt: {version.decode()}")
         if ok == 2:
             raise Refused(
                 f"The stored timelines were derived under points rules {version.decode()}, this process's profile "
@@ -194,12 +308,63 @@ class Store:
         policy_id: str,
         loaded_at: str,
         rules: str = "",
+        *,
+        owner: str | None = None,
+        expected_version: int | None = None,
     ) -> int:
-        """Replace the whole dataset in one step; returns the new version."""
-        staging = [self.keys.staging(k) for k in (self.keys.people, self.keys.ledgers, self.keys.docs)]
+        """Replace the whole dataset in one step; returns the new version.
+
+        Staging keys are the load's own (``owner``), so two loads never mix their data; with an
+        ``owner`` the swap happens only while that owner holds the load lock. A load also settles
+        a store in doubt: the new version is above every version any process reported seeing. With
+        ``expected_version`` the swap happens only if no write came since (``DataChanged``)."""
+        token = owner or new_identity()
+        staging = [self.keys.staging(k, token) for k in (self.keys.people, self.keys.ledgers, self.keys.docs)]
         self.client.delete(*staging)
-        for target, data in zip(staging, (projections, ledgers, docs), strict=True):
-            items = list(data.items())
-            for start in range(0, len(items), 5000):  # bounded command size
-                self.client.hset(target, mapping=dict(items[start : start + 5000]))
-        return int(self._swap(keys=self.keys.swap_keys, args=[STREAM_MAXLEN, policy_id, loaded_at, rules]))
+        try:
+            for target, data in zip(staging, (projections, ledgers, docs), strict=True):
+                items = list(data.items())
+                for start in range(0, len(items), 5000):  # bounded command size
+                    self.client.hset(target, mapping=dict(items[start : start + 5000]))
+                self.client.expire(target, STAGING_TTL_SECONDS)  # a load killed midway leaves nothing for long
+            expected = "" if expected_version is None else expected_version
+            args: list[str | int] = [STREAM_MAXLEN, policy_id, loaded_at, rules, new_identity(), owner or "", expected]
+            ok, version = self._swap(keys=[*self.keys.commit_keys, *staging, self.keys.load_lock], args=args)
+        finally:
+            self.client.delete(*staging)
+        if ok == 0:
+            raise LoadLockLost(f"the load lock is no longer held by {owner} (now: {version.decode() or 'nobody'})")
+        if ok == 2:
+            raise DataChanged(f"a write reached data version {int(version)} while the load was checked")
+        return int(version)
+
+    # --- loads and data loss -------------------------------------------------------------------
+
+    def acquire_load_lock(self, owner: str, ttl_seconds: int) -> str | None:
+        """Take the load lock for ``owner``; None when taken, else the current holder."""
+        if self.client.set(self.keys.load_lock, owner, nx=True, ex=ttl_seconds):
+            return None
+        holder = cast(bytes | None, self.client.get(self.keys.load_lock))
+        return (holder or b"(expired)").decode()
+
+    def release_load_lock(self, owner: str) -> None:
+        self._unlock(keys=[self.keys.load_lock], args=[owner])
+
+    def report_doubt(self, reason: str, held_version: int, held_identity: str, held_epoch: int = 0) -> None:
+        """Record that this process saw the store lose data: writes stop until a recovery, which
+        then starts above ``held_version`` and ``held_epoch``."""
+        self._doubt(keys=[self.keys.meta], args=[reason, held_version, held_identity, held_epoch])
+
+    def recover(self, reason: str) -> int:
+        """Accept the store's data as it is now (an operator's decision after data loss): clear the
+        doubt, move the version above every version a process reported, tell replicas to re-snapshot."""
+        version = self._recover(keys=self.keys.commit_keys, args=[STREAM_MAXLEN, reason, new_identity()])
+        return int(version)
+
+
+class LoadLockLost(RuntimeError):
+    """The load's lock expired or was taken over before the swap: nothing was swapped in."""
+
+
+class DataChanged(RuntimeError):
+    """A write came between a load's checks and its swap: nothing was swapped in."""

@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -848,6 +848,42 @@ def _cpu_model() -> str:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return platform.machine()
+
+
+def run_guarded(
+    name: str,
+    workdir: pathlib.Path,
+    keep: pathlib.Path | None,
+    children: Children,
+    body: Callable[[], None],
+    close: Callable[[], None] = lambda: None,
+    kept: str = "logs",
+) -> int | None:
+    """Run a benchmark's ``body``: on any end every child is stopped and ``close`` runs, and the work
+    directory goes unless asked to keep it or the run failed. The exit status on an interrupt (130) or a
+    failure (1, after saying what is kept where); None when the body ran through."""
+    failed = True
+    try:
+        with signals_raise():
+            try:
+                body()
+                failed = False
+            except (KeyboardInterrupt, Interrupted):
+                failed = False  # nothing to look into: remove the work directory
+                raise
+            finally:
+                with signals_ignored():
+                    children.stop_all()
+                    close()
+                    if keep is None and not failed:
+                        shutil.rmtree(workdir, ignore_errors=True)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        print(f"\n{name}: interrupted ({type(exc).__name__} {exc}); children stopped", file=sys.stderr)
+        return 130
+    except BenchError as exc:
+        print(f"{name}: FAILED: {exc}\n{name}: {kept} kept in {workdir}", file=sys.stderr)
+        return 1
+    return None
 
 
 def machine_check(options: Options) -> None:

@@ -33,7 +33,6 @@ import os
 import pathlib
 import random
 import shlex
-import shutil
 import signal
 import statistics
 import subprocess
@@ -55,7 +54,6 @@ from loadtest import dataset
 from loadtest.bench import (
     BenchError,
     Children,
-    Interrupted,
     Server,
     _children_cpu,
     check_port_exclusive,
@@ -65,8 +63,7 @@ from loadtest.bench import (
     gatekeeper_command,
     machine_check,
     parse_h2load,
-    signals_ignored,
-    signals_raise,
+    run_guarded,
     wait_serving,
 )
 
@@ -463,27 +460,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     bulk = Bulk(options, workdir, children)
     started = time.monotonic()
-    failed = True
-    try:
-        with signals_raise():
-            try:
-                machine_check(options)  # type: ignore[arg-type]  # needs only server_cpu and load_cpu
-                os.sched_setaffinity(0, {options.load_cpu})  # this script, redis and h2load stay off the server core
-                bulk.run()
-                failed = False
-            finally:
-                with signals_ignored():
-                    children.stop_all()
-                    if bulk.redis is not None:
-                        bulk.redis.stop()
-                    if options.keep is None and not failed:
-                        shutil.rmtree(workdir, ignore_errors=True)
-    except (KeyboardInterrupt, Interrupted) as exc:
-        print(f"\nbulk: interrupted ({type(exc).__name__} {exc}); children stopped", file=sys.stderr)
-        return 130
-    except BenchError as exc:
-        print(f"bulk: FAILED: {exc}\nbulk: logs, dataset and bodies kept in {workdir}", file=sys.stderr)
-        return 1
+
+    def body() -> None:
+        machine_check(options)  # type: ignore[arg-type]  # needs only server_cpu and load_cpu
+        os.sched_setaffinity(0, {options.load_cpu})  # this script, redis and h2load stay off the server core
+        bulk.run()
+
+    status = run_guarded(
+        "bulk",
+        workdir,
+        options.keep,
+        children,
+        body,
+        lambda: bulk.redis.stop() if bulk.redis is not None else None,
+        kept="logs, dataset and bodies",
+    )
+    if status is not None:
+        return status
     print()
     print(f"command: python -m loadtest.bulk {shlex.join(argv)}".rstrip())
     print(

@@ -63,13 +63,11 @@ from loadtest import dataset
 from loadtest.bench import (
     BenchError,
     Children,
-    Interrupted,
     Server,
     _cpu_model,
     child_env,
     gatekeeper_command,
-    signals_ignored,
-    signals_raise,
+    run_guarded,
     wait_serving,
 )
 from service.check.decision import Line, Outcome
@@ -477,29 +475,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     bench = Offline(options, workdir, children)
     print(f"offline: {machine_line()}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}", flush=True)
-    failed = True
-    try:
-        with signals_raise():
-            try:
-                with contextlib.suppress(OSError):
-                    os.sched_setaffinity(0, {options.load_cpu})  # this script and redis stay off the tool core
-                bench.run()
-                failed = False
-            except (KeyboardInterrupt, Interrupted):
-                failed = False  # nothing to look into: remove the work directory
-                raise
-            finally:
-                with signals_ignored():
-                    children.stop_all()
-                    bench.close()
-                    if options.keep is None and not failed:
-                        shutil.rmtree(workdir, ignore_errors=True)
-    except (KeyboardInterrupt, Interrupted) as exc:
-        print(f"\noffline: interrupted ({type(exc).__name__} {exc}); children stopped", file=sys.stderr)
-        return 130
-    except BenchError as exc:
-        print(f"offline: FAILED: {exc}\noffline: files kept in {workdir}", file=sys.stderr)
-        return 1
+
+    def body() -> None:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, {options.load_cpu})  # this script and redis stay off the tool core
+        bench.run()
+
+    status = run_guarded("offline", workdir, options.keep, children, body, bench.close, kept="files")
+    if status is not None:
+        return status
     print()
     print(f"command: python -m loadtest.offline {shlex.join(argv)}".rstrip())
     print(f"machine: {machine_line()}")

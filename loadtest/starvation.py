@@ -52,7 +52,6 @@ from loadtest import dataset
 from loadtest.bench import (
     BenchError,
     Children,
-    Interrupted,
     Server,
     check_port_exclusive,
     child_env,
@@ -60,8 +59,7 @@ from loadtest.bench import (
     cpu_seconds,
     gatekeeper_command,
     parse_h2load,
-    signals_ignored,
-    signals_raise,
+    run_guarded,
     verify_gatekeeper,
     wait_serving,
 )
@@ -383,27 +381,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     bench = Starvation(options, workdir, children)
     started = time.monotonic()
-    failed = True
-    try:
-        with signals_raise():
-            try:
-                machine_check(options)
-                os.sched_setaffinity(0, {options.load_cpu})  # this script and its clients stay off the server core
-                bench.run()
-                failed = False
-            finally:
-                with signals_ignored():
-                    children.stop_all()
-                    if bench.redis is not None:
-                        bench.redis.stop()
-                    if options.keep is None and not failed:
-                        shutil.rmtree(workdir, ignore_errors=True)
-    except (KeyboardInterrupt, Interrupted) as exc:
-        print(f"\nstarvation: interrupted ({type(exc).__name__} {exc}); children stopped", file=sys.stderr)
-        return 130
-    except BenchError as exc:
-        print(f"starvation: FAILED: {exc}\nstarvation: logs kept in {workdir}", file=sys.stderr)
-        return 1
+
+    def body() -> None:
+        machine_check(options)
+        os.sched_setaffinity(0, {options.load_cpu})  # this script and its clients stay off the server core
+        bench.run()
+
+    status = run_guarded(
+        "starvation",
+        workdir,
+        options.keep,
+        children,
+        body,
+        lambda: bench.redis.stop() if bench.redis is not None else None,
+        kept="logs",
+    )
+    if status is not None:
+        return status
     print()
     print(f"command: python -m loadtest.starvation {shlex.join(argv)}".rstrip())
     print(

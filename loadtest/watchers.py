@@ -45,7 +45,6 @@ import os
 import pathlib
 import platform
 import shlex
-import shutil
 import signal
 import statistics
 import sys
@@ -67,7 +66,6 @@ from loadtest.bench import (
     Bench,
     BenchError,
     Children,
-    Interrupted,
     Run,
     Server,
     _cpu_model,
@@ -75,8 +73,7 @@ from loadtest.bench import (
     check_port_exclusive,
     child_env,
     gatekeeper_command,
-    signals_ignored,
-    signals_raise,
+    run_guarded,
     verify_gatekeeper,
     wait_serving,
 )
@@ -478,32 +475,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     bench = WatcherBench(options, workdir, children)
     print(f"watchers: {machine_line()}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}", flush=True)
-    failed = True
-    try:
-        with signals_raise():
-            try:
-                benchmod.machine_check(bench.o)
-                os.sched_setaffinity(
-                    0, {options.load_cpu}
-                )  # this script, its watchers and redis stay off the server core
-                bench.prepare()
-                bench.run()
-                failed = False
-            except (KeyboardInterrupt, Interrupted):
-                failed = False
-                raise
-            finally:
-                with signals_ignored():
-                    children.stop_all()
-                    bench.close()
-                    if options.keep is None and not failed:
-                        shutil.rmtree(workdir, ignore_errors=True)
-    except (KeyboardInterrupt, Interrupted) as exc:
-        print(f"\nwatchers: interrupted ({type(exc).__name__} {exc}); children stopped", file=sys.stderr)
-        return 130
-    except BenchError as exc:
-        print(f"watchers: FAILED: {exc}\nwatchers: logs kept in {workdir}", file=sys.stderr)
-        return 1
+
+    def body() -> None:
+        benchmod.machine_check(bench.o)
+        os.sched_setaffinity(0, {options.load_cpu})  # this script, its watchers and redis stay off the server core
+        bench.prepare()
+        bench.run()
+
+    status = run_guarded("watchers", workdir, options.keep, children, body, bench.close, kept="logs")
+    if status is not None:
+        return status
     o = bench.o
     print()
     print(f"command: python -m loadtest.watchers {shlex.join(argv)}".rstrip())

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -58,6 +59,7 @@ class Running:
     redis_url: str
     replica: Replica
     reload_tls: Callable[[], None] = lambda: None  # SIGHUP: take the certificate files again
+    begin_shutdown: Callable[[], None] = lambda: None  # NOT_SERVING and bounded waits cut short
     _stops: list[Callable[[], None]] = field(default_factory=list)
 
     def on_stop(self, stop: Callable[[], None]) -> None:
@@ -65,6 +67,7 @@ class Running:
         self._stops.append(stop)
 
     def stop(self) -> None:
+        self.begin_shutdown()
         for stop in reversed(self._stops):
             try:
                 stop()
@@ -132,8 +135,9 @@ def _start(settings: Settings, profile: Profile, registry: CollectorRegistry, ru
     health_servicer = new_health()
     stopping = threading.Event()
     running.on_stop(stopping.set)
-    running.on_stop(lambda: health_servicer.enter_graceful_shutdown())
-    HealthReporter(health_servicer, ("", CHECK_SERVICE, REGISTRY_SERVICE), replica, profile).start(stopping)
+    reporter = HealthReporter(health_servicer, ("", CHECK_SERVICE, REGISTRY_SERVICE), replica, profile)
+    reporter.start(stopping)
+    running.begin_shutdown = lambda: _begin_shutdown(stopping, health_servicer, replica)
     rpc_metrics = RpcMetrics(metrics)
 
     decision_log = DecisionLog(settings.decision_log, settings.decision_log_file)
@@ -171,7 +175,13 @@ def _start(settings: Settings, profile: Profile, registry: CollectorRegistry, ru
     )
     if settings.effective_admin_port:
         guard = AdminGuard(_access(settings), metrics.admin_auth_failures)
-        writes = RegistryServicer(store, profile, clock=_now)
+        writes = RegistryServicer(
+            store,
+            profile,
+            clock=_now,
+            seen=lambda: (replica.state.identity, replica.state.version),
+            replicas=settings.write_replicas,
+        )
         protected = guard.protect(undecodable.protect(writes, REGISTRY_DESCRIPTOR), REGISTRY_DESCRIPTOR)
         running.admin_port = _serve(
             running,
@@ -253,6 +263,14 @@ def _serve(
 
 def _stop_server(server: grpc.Server, grace: float = 5.0) -> None:
     server.stop(grace).wait(grace + 1)
+
+
+def _begin_shutdown(stopping: threading.Event, health_servicer: Any, replica: Replica) -> None:
+    """First of a stop: say NOT_SERVING (load balancers stop sending) and end every bounded wait
+    (its check answers STALE_DATA now), so draining takes the grace period at most."""
+    stopping.set()  # the reporter must not turn it back to SERVING
+    health_servicer.enter_graceful_shutdown()
+    replica.close_waits()
 
 
 def serve(settings: Settings) -> int:

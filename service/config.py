@@ -78,6 +78,12 @@ SETTINGS: tuple[Spec, ...] = (
         int,
     ),
     Spec("max_watchers", 256, "WatchStatusChanges streams at once, on threads of their own", int),
+    Spec(
+        "write_replicas",
+        0,
+        "Redis replicas that must acknowledge an admin write (WAIT) before it is answered; 0: the primary alone",
+        int,
+    ),
     Spec("max_concurrent_rpcs", 2000, "calls in flight per server beyond which it sheds with RESOURCE_EXHAUSTED", int),
     Spec("tls_cert", None, "PEM certificate chain for both ports (reloaded on change or SIGHUP); unset: plaintext"),
     Spec("tls_key", None, "PEM private key of --tls-cert"),
@@ -124,7 +130,10 @@ def is_loopback(host: str) -> bool:
 
 def _may_overlap(a: str, b: str) -> bool:
     wildcards = {"0.0.0.0", "::", "[::]", ""}
-    return a == b or a in wildcards or b in wildcards
+    if a == b or a in wildcards or b in wildcards:
+        return True
+    localhost = {"localhost", "127.0.0.1", "::1", "[::1]"}  # what "localhost" resolves to
+    return "localhost" in (a, b) and a in localhost and b in localhost
 
 
 def add_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
@@ -185,6 +194,7 @@ class Settings:
     decision_log_file: str | None
     log_format: str
     log_level: str
+    write_replicas: int = 0
 
     def __post_init__(self) -> None:
         ports = {"port": self.port, "admin_port": self.admin_port or 0, "metrics_port": self.metrics_port}
@@ -201,6 +211,8 @@ class Settings:
         for name, value in positive.items():
             if value < 1:
                 raise ConfigError(f"{SPECS[name].env}: must be at least 1, got {value}")
+        if self.write_replicas < 0:
+            raise ConfigError(f"{SPECS['write_replicas'].env}: must not be negative")
         if self.min_version_wait_ms < 0:
             raise ConfigError(f"{SPECS['min_version_wait_ms'].env}: must not be negative")
         self._check_ports_distinct()

@@ -1,8 +1,10 @@
 """gRPC health that tells the truth: SERVING only while the replica holds data this process may serve.
 
 A reporter thread re-evaluates the reasons not to serve a few times a second and changes the
-status (and logs one line) only when the answer changes. Today's reasons: no snapshot loaded yet,
-or the stored timelines were derived under other points rules than this process's profile.
+status (and logs one line) only when the answer changes. The reasons: no snapshot loaded yet, the
+store's data in doubt (lost, replaced or emptied under the replica), data older than the profile's
+staleness bound (Redis unreachable), or stored timelines derived under other points rules than this
+process's profile. Shutdown says NOT_SERVING before the servers drain (``app._begin_shutdown``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from service.rules.profile import Profile, rules_match
 
 log = logging.getLogger("gatekeeper")
 SERVING = health_pb2.HealthCheckResponse.SERVING
+# For liveness probes: SERVING while the process runs, whatever its data. The other names say whether
+# it may answer (readiness): restarting a process because Redis is down would only lose its last good data.
+LIVENESS = "liveness"
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
@@ -28,11 +33,21 @@ class HealthReporter:
         self.replica = replica
         self.profile = profile
         self._last: str | None = "starting"
+        servicer.set(LIVENESS, SERVING)
 
     def why_not_serving(self) -> str | None:
         replica, profile = self.replica, self.profile
+        doubt = replica.doubt
+        if doubt is not None:
+            return f"the stored data is in doubt, answering STALE_DATA past the bound and refusing writes: {doubt}"
         if not replica.ready.is_set():
             return "the first snapshot is not loaded yet"
+        age = replica.age_seconds()
+        if age > profile.staleness_seconds:
+            return (
+                f"the data was last confirmed current {age:.0f} s ago, beyond the profile's bound of "
+                f"{profile.staleness_seconds} s (is Redis reachable?)"
+            )
         state = replica.state
         if not rules_match(state, profile):
             return (

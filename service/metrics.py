@@ -186,6 +186,16 @@ class _FollowerCollector(Collector):
             "Seconds from the last applied change's commit in Redis to its application in this replica.",
             value=s.feed_lag_seconds,
         )
+        yield CounterMetricFamily(
+            "gatekeeper_replica_bad_entries",
+            "Change-feed entries the replica could not apply (each answered by a fresh snapshot).",
+            value=s.bad_entries,
+        )
+        yield GaugeMetricFamily(
+            "gatekeeper_replica_in_doubt",
+            "1 while the replica distrusts the store (emptied, replaced or behind): NOT_SERVING, writes refused.",
+            value=float(s.in_doubt),
+        )
 
 
 def _final_code(context: Any) -> grpc.StatusCode:

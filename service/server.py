@@ -7,6 +7,7 @@ tolerant deserializers (``service.tolerant``): undecodable bytes are the caller'
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from typing import Any
@@ -57,6 +58,8 @@ def create_server(
         maximum_concurrent_rpcs=max_concurrent_rpcs,
     )
     register(server)
+    if not reuse_port:
+        _refuse_taken(address)
     try:
         if credentials is None:
             port = server.add_insecure_port(address)
@@ -67,6 +70,33 @@ def create_server(
     if port == 0:
         raise BindError(f"cannot listen on {address}: the port is in use by another process or not available")
     return server, port
+
+
+def _refuse_taken(address: str) -> None:
+    """A BindError when any address ``address`` names is already listened on.
+
+    grpc binds what it can and only warns about the rest: ``localhost:P`` with 127.0.0.1:P taken
+    would quietly serve on [::1] alone. So every address the name resolves to is tried first, with
+    SO_REUSEADDR as grpc binds (a port in TIME_WAIT is free; one with a listener is not)."""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit() or int(port) == 0:
+        return
+    try:
+        found = socket.getaddrinfo(host.strip("[]") or None, int(port), type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)  # fmt: skip
+    except socket.gaierror as error:
+        raise BindError(f"cannot listen on {address}: {error}") from error
+    for family, kind, proto, _name, sockaddr in found:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as error:
+                raise BindError(
+                    f"cannot listen on {address} ({sockaddr[0]}): the port is in use by another process"
+                ) from error
 
 
 def new_health() -> health.HealthServicer:

@@ -3,14 +3,28 @@
 -- everything for version expected+1 (audit entries, responses); the check makes that true.
 -- KEYS: version, people, ledgers, docs, changes, meta
 -- ARGV: expected_version, stream_maxlen, n_people, (code, ledger, projection) * n_people,
---       n_docs, (doc_key, doc_value) * n_docs, rules_fingerprint
--- Returns {1, new_version}, {0, current_version} when another write came first, or
--- {2, stored_fingerprint} when the stored timelines were derived under other points rules.
+--       n_docs, (doc_key, doc_value) * n_docs, rules_fingerprint, identity, floor, new_identity
+-- Returns {1, new_version}, {0, current_version} when another write came first,
+-- {2, stored_fingerprint} when the stored timelines were derived under other points rules, or
+-- {3, why} when the data is in doubt (this writer saw a higher version or another identity).
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local rules, identity = ARGV[#ARGV - 3], ARGV[#ARGV - 2]
+local floor, fresh = tonumber(ARGV[#ARGV - 1]), ARGV[#ARGV]
+local doubt = redis.call('HGET', KEYS[6], 'doubt')
+if doubt then
+  return {3, doubt}
+end
+local stored_identity = redis.call('HGET', KEYS[6], 'identity')
+if floor > current then
+  return {3, 'the store is at data version ' .. current .. ' but this process has seen ' .. floor ..
+    ': Redis lost acknowledged changes'}
+end
+if identity ~= '' and stored_identity ~= identity then
+  return {3, 'the data identity is ' .. tostring(stored_identity or 'missing') .. ', not ' .. identity}
+end
 if current ~= tonumber(ARGV[1]) then
   return {0, current}
 end
-local rules = ARGV[#ARGV]
 local stored = redis.call('HGET', KEYS[6], 'rules_fingerprint')
 if rules ~= '' and stored and stored ~= rules then
   return {2, stored}
@@ -44,6 +58,9 @@ for _ = 1, n_docs do
 end
 if rules ~= '' then
   redis.call('HSETNX', KEYS[6], 'rules_fingerprint', rules)  -- data loaded before fingerprints: adopt
+end
+if not stored_identity then
+  redis.call('HSET', KEYS[6], 'identity', fresh)  -- the first write of new (or older) data names it
 end
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[2], '*', unpack(event))
 return {1, version}

@@ -120,6 +120,8 @@ DATA = [
         "{{grpc_method}} {{grpc_code}}"), unit="reqps", description="Unavailable here means Redis refused the write."),
     p("Processes up", Q('count(up{job=~"$job"} == 1)', "up"), kind="stat", width=4),
     p("Processes ready", Q(f"sum(gatekeeper_replica_ready{{{SEL}}})", "ready"), kind="stat", width=4),
+    p("Processes distrusting the data", Q(f"sum(gatekeeper_replica_in_doubt{{{SEL}}})", "in doubt"), kind="stat",
+      width=4, description="Redis lost data under them (GatekeeperDataInDoubt): NOT_SERVING, writes refused."),
     p("People in replica", Q(f"max(gatekeeper_replica_people{{{SEL}}})", "people"), kind="stat", width=4),
     p("Active profile", Q(f"count by (policy_id) (gatekeeper_profile_info{{{SEL}}})", "{{policy_id}}"),
       kind="stat", width=12, extra={"options": {"textMode": "name"}}),

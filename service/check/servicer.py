@@ -153,6 +153,10 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
             abort(context, InvalidRequest(query.items))
         if not self.replica.ready.is_set():  # "no record" would be a guess
             abort(context, StoreUnavailable("The status data is not loaded yet; retry shortly."))
+        age = self.replica.age_seconds()
+        if age > self.profile.staleness_seconds:  # a definite answer from old data would be a guess too
+            self.metrics.stale_answers.labels("age").inc()
+            abort(context, StoreUnavailable(f"The status data is stale ({age:.0f} s old); retry later."))
         state = self.replica.state
         day = query.day or self.today()
         response = eligibility_pb2.GetPractitionerStatusResponse(

@@ -2,6 +2,7 @@
 
 gatekeeper serve                       run the service (embedded Redis + demo data by default)
 gatekeeper load FILE                   import a dataset (JSON lines) in one atomic swap
+gatekeeper recover --reason TEXT       accept the stored data after Redis lost some (servers serve again)
 gatekeeper check --file claim.json     send a claim, print a table of decisions
 gatekeeper check -p CODE -d DATE ...   the same for one line given by flags
 gatekeeper status CODE                 one person's status today (or --date)
@@ -37,6 +38,7 @@ from service.cli.store_target import NoStore, store_from
 from service.cli.tables import print_change, print_decisions, print_status
 from service.convert import parse_day, to_proto_date, today_in_china
 from service.registry.dataset import DatasetError, read_dataset
+from service.registry.loading import LoadOptions, LoadRefused, guarded_load
 from service.rules.profile import ProfileError, load_profile
 
 
@@ -71,7 +73,24 @@ def build_parser() -> argparse.ArgumentParser:
         description="Import a JSON-lines dataset (docs/dataset.md); a running server picks it up without a restart.",
     )
     load.add_argument("file", type=pathlib.Path)
+    load.add_argument(
+        "--allow-shrink", action="store_true", help="load an empty dataset, or one under half the live people"
+    )
+    load.add_argument(
+        "--discard-agency-writes",
+        action="store_true",
+        help="load although it erases admin writes (ledger facts and audit trail) the file does not carry",
+    )
     config.add_arguments(load, ("redis_url", "data_dir", "profile"))
+
+    recover = commands.add_parser(
+        "recover",
+        help="accept the stored data after Redis lost some (ends the doubt; versions continue above all seen)",
+        description="After a data loss the servers keep their last good data, answer NOT_SERVING and refuse "
+        "writes. Once the data in Redis is what it should be (restored, or loaded again), this accepts it.",
+    )
+    recover.add_argument("--reason", required=True, help="recorded with the store (who decided, and why)")
+    config.add_arguments(recover, ("redis_url", "data_dir"))
 
     check = commands.add_parser("check", help="send a claim and print its decisions")
     _target_arg(check, 50051, "GATEKEEPER_TARGET")
@@ -117,15 +136,23 @@ def _load(args: argparse.Namespace) -> int:
     store = store_from(settings)
     profile = load_profile(settings["profile"])
     dataset = read_dataset(args.file, profile)
-    version = store.swap(
-        dataset.ledgers,
-        dataset.projections,
-        dataset.docs,
-        profile.policy_id,
-        datetime.now(UTC).isoformat(),
-        profile.rules_fingerprint,
-    )
+    options = LoadOptions(allow_shrink=args.allow_shrink, discard_agency_writes=args.discard_agency_writes)
+    loaded_at = datetime.now(UTC).isoformat()
+    try:
+        version = guarded_load(store, dataset, profile.policy_id, loaded_at, profile.rules_fingerprint, options)
+    except LoadRefused as refused:
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
     print(f"loaded {len(dataset)} people from {args.file} as data version {version} ({profile.policy_id})")
+    return 0
+
+
+def _recover(args: argparse.Namespace) -> int:
+    store = store_from(config.resolve(args))
+    before = store.state()
+    version = store.recover(args.reason)
+    doubt = before.doubt or "none recorded"
+    print(f"recovered: data version {before.version} -> {version}; the doubt was: {doubt}")
     return 0
 
 
@@ -219,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {
         "serve": _serve,
         "load": _load,
+        "recover": _recover,
         "check": _check,
         "status": _status,
         "health": _health,

@@ -20,23 +20,22 @@ class Doc:
     fingerprint: str | None
     code: str  # the practitioner the document belongs to (first one, for a batch)
     version: int
-    response: bytes = b""
+    response: bytes = b""  # the whole first answer: written by older versions only, still replayed
+    codes: tuple[str, ...] = ()  # a batch's people, in first-seen order (their files make its answer)
 
     def encode(self) -> str:
-        return json.dumps(
-            {
-                "fp": self.fingerprint,
-                "code": self.code,
-                "v": self.version,
-                "resp": base64.b64encode(self.response).decode(),
-            },
-            separators=(",", ":"),
-        )
+        data: dict[str, object] = {"fp": self.fingerprint, "code": self.code, "v": self.version}
+        if self.response:
+            data["resp"] = base64.b64encode(self.response).decode()
+        if self.codes:
+            data["codes"] = list(self.codes)
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Doc:
         data = json.loads(raw)
-        return cls(data["fp"], data["code"], data["v"], base64.b64decode(data.get("resp", "")))
+        resp = base64.b64decode(data.get("resp", ""))
+        return cls(data["fp"], data["code"], data["v"], resp, tuple(data.get("codes", ())))
 
 
 def fingerprint(request: Message) -> str:

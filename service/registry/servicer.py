@@ -33,7 +33,7 @@ from service.registry.idempotency import (
     sanction_key,
     withdraw_key,
 )
-from service.registry.writer import Caller, Item, Writer
+from service.registry.writer import Caller, Item, Seen, Writer, nothing_seen
 from service.rules.profile import Profile
 
 T = TypeVar("T")
@@ -67,10 +67,18 @@ def _valid(result: T | Violations, context: grpc.ServicerContext) -> T:
 
 
 class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
-    def __init__(self, store: Store, profile: Profile, *, clock: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        profile: Profile,
+        *,
+        clock: Callable[[], str],
+        seen: Callable[[], Seen] = nothing_seen,
+        replicas: int = 0,
+    ) -> None:
         self.profile = profile
         self.codes = Codes.of(profile)
-        self.writer = Writer(store, profile.points, clock)
+        self.writer = Writer(store, profile.points, clock, seen=seen, replicas=replicas)
         self.store = store  # reports read everyone at once
 
     def _write(

@@ -22,12 +22,20 @@ from domain.errors import Conflict, StoreUnavailable
 from domain.values import AuditEntry, Derivation, Ledger
 from service.registry import ledger_ops
 from service.registry.idempotency import Doc
+from service.registry.replay import ledger_as_of
 from service.rules import engine
 from service.rules.profile import PointsRules, rules_fingerprint
 
 log = logging.getLogger("gatekeeper.writes")
 
 Change = Callable[[Ledger], Ledger]
+Seen = tuple[str, int]  # the data identity and the highest version this process has seen
+
+
+def nothing_seen() -> Seen:
+    return ("", 0)
+
+
 Respond = Callable[[dict[str, tuple[Ledger, Derivation]], int], Message]
 
 
@@ -58,8 +66,19 @@ def store_errors() -> Iterator[None]:
 
 
 class Writer:
-    def __init__(self, store: Store, rules: PointsRules, clock: Callable[[], str], *, attempts: int = 50) -> None:
+    def __init__(
+        self,
+        store: Store,
+        rules: PointsRules,
+        clock: Callable[[], str],
+        *,
+        attempts: int = 50,
+        seen: Callable[[], Seen] = nothing_seen,
+        replicas: int = 0,
+    ) -> None:
         self.store = store
+        self.replicas = replicas  # Redis replicas that must hold a write before it is acknowledged
+        self.seen = seen  # the commit refuses a store that has lost what this process saw
         self.rules = rules
         self.fingerprint = rules_fingerprint(rules)
         self.clock = clock
@@ -114,12 +133,16 @@ class Writer:
         doc_keys = [item.doc_key for item in items] + ([replay_key] if replay_key else [])
         version, raws, found = self.store.read_for_write(codes, doc_keys)
         docs_seen = dict(zip(doc_keys, found, strict=True))
-        replayed = _replay(replay_key, batch_key or items[0].fingerprint, docs_seen)
-        if replayed is not None:
-            return parse(replayed)
+        ledgers = {code: decode_ledger(raw) if raw else Ledger(code) for code, raw in zip(codes, raws, strict=True)}
+        first = _replay(replay_key, batch_key or items[0].fingerprint, docs_seen)
+        if first is not None:
+            if first.response:  # stored whole by an older version of this code
+                return parse(first.response)
+            # The first answer, rebuilt from the ledgers as of its version (service/registry/replay.py).
+            then = {c: ledger_as_of(ledgers[c], first.version) for c in first.codes or (first.code,)}
+            return respond({c: (lg, engine.derive(lg, self.rules)) for c, lg in then.items()}, first.version)
         pending = _pending(items, docs_seen)
         new_version = version + 1
-        ledgers = {code: decode_ledger(raw) if raw else Ledger(code) for code, raw in zip(codes, raws, strict=True)}
         for item in pending:
             ledgers[item.code] = item.change(ledgers[item.code])
         if not pending:  # a batch wholly seen before: answer with the current files
@@ -131,22 +154,25 @@ class Writer:
         touched = list(dict.fromkeys(item.code for item in pending))
         results = {code: (ledgers[code], engine.derive(ledgers[code], self.rules)) for code in touched}
         response = respond(results, new_version)
-        body = response.SerializeToString()
-        docs = {item.doc_key: Doc(item.fingerprint, item.code, new_version, body).encode() for item in pending}
+        # What each document needs to replay, no more: its fingerprint, owner and version.
+        docs = {item.doc_key: Doc(item.fingerprint, item.code, new_version).encode() for item in pending}
         if batch_key is not None:
-            docs[batch_key] = Doc(batch_key, items[0].code, new_version, body).encode()
+            docs[batch_key] = Doc(batch_key, items[0].code, new_version, codes=tuple(touched)).encode()
         writes = [PersonWrite(c, encode_ledger(lg), encode_projection(d)) for c, (lg, d) in results.items()]
-        committed = self.store.commit(version, writes, docs, rules=self.fingerprint)
+        identity, floor = self.seen()
+        committed = self.store.commit(
+            version, writes, docs, rules=self.fingerprint, identity=identity, floor=floor, replicas=self.replicas
+        )
         return response if committed is not None else None
 
 
-def _replay(key: str | None, fingerprint: str, docs: dict[str, bytes | None]) -> bytes | None:
-    """The stored first response when this exact request was written before."""
+def _replay(key: str | None, fingerprint: str, docs: dict[str, bytes | None]) -> Doc | None:
+    """The document of the first write when this exact request was written before."""
     raw = docs.get(key) if key is not None else None
     if raw is None:
         return None
     doc = Doc.decode(raw)
-    return doc.response if doc.fingerprint == fingerprint and doc.response else None
+    return doc if doc.fingerprint == fingerprint else None
 
 
 def _pending(items: Sequence[Item], docs: dict[str, bytes | None]) -> list[Item]:

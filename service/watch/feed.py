@@ -16,9 +16,11 @@ from datetime import date
 from cache.replica import Replica, ReplicaState
 from domain.projection import PersonView
 from domain.values import Status
-from service.watch.hub import Subscription, WatchHub
+from service.watch.hub import WAKE, Subscription, WatchHub
 
 MAX_CODES = 10_000
+# An idle watcher sleeps until a change or the end of its call wakes it; this is only a backstop.
+IDLE_SECONDS = 30.0
 
 
 class Behind(Exception):
@@ -83,8 +85,13 @@ class Feed:
         self.today = today
         self.sent: dict[str, Window] = {}
 
-    def run(self, after: int, active: Callable[[], bool]) -> Iterator[Change]:
+    def run(
+        self, after: int, active: Callable[[], bool], on_end: Callable[[Callable[[], None]], object] | None = None
+    ) -> Iterator[Change]:
+        """``on_end(wake)``: have the call's end wake the watcher (grpc's ``context.add_callback``)."""
         sub = self.hub.subscribe()  # before reading the state: nothing published meanwhile is missed
+        if on_end is not None:
+            on_end(sub.wake)
         try:
             state = self.replica.state
             changed = self.hub.changed_since(after, state.version) if after else None
@@ -101,9 +108,12 @@ class Feed:
             if sub.behind:
                 raise Behind(sub.delivered)
             try:
-                _version, codes = sub.events.get(timeout=0.5)
+                event = sub.events.get(timeout=IDLE_SECONDS)
             except queue.Empty:
                 continue
+            if event is WAKE:
+                continue
+            _version, codes = event
             state = self.replica.state  # may be newer than the event: ``sent`` keeps it from repeating
             if codes is None:
                 self.sent.clear()

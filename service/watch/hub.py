@@ -9,12 +9,14 @@ snapshot (a load, a re-snapshot) clears the history: resuming from before it nee
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections import deque
 from collections.abc import Iterable
 
 Event = tuple[int, frozenset[str] | None]
+WAKE: Event = (-1, None)  # not a change: the watcher's call ended, look at it
 
 
 class Subscription:
@@ -22,6 +24,11 @@ class Subscription:
         self.events: queue.Queue[Event] = queue.Queue(capacity)
         self.behind = False
         self.delivered = 0  # data version of the last StatusChange sent (for the lag metric)
+
+    def wake(self) -> None:
+        """Wake the watcher's thread (its call ended): idle watchers sleep instead of polling."""
+        with contextlib.suppress(queue.Full):  # a full queue wakes it anyway
+            self.events.put_nowait(WAKE)
 
     def offer(self, event: Event) -> None:
         if self.behind:

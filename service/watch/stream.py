@@ -76,7 +76,7 @@ class Watches:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "Too many watchers on this server; retry later.")
         try:
             feed = Feed(self.replica, self.hub, scope, self.today)
-            for change in feed.run(request.after_data_version, context.is_active):
+            for change in feed.run(request.after_data_version, context.is_active, context.add_callback):
                 yield to_message(change)
         except Behind as behind:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(behind))

@@ -15,6 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from service.config import Settings
 from service.rules.profile import Profile
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -104,10 +105,34 @@ def test_the_profile_config_map_is_a_valid_profile() -> None:
 
 def test_secrets_hold_no_real_values() -> None:
     secrets = of_kind("Secret")
-    assert {s["metadata"]["name"] for s in secrets} == {"gatekeeper-redis", "gatekeeper-tls", "gatekeeper-admin-tokens"}
+    assert {s["metadata"]["name"] for s in secrets} == {"gatekeeper-redis", "gatekeeper-tls", "gatekeeper-admin-access"}
     for secret in secrets:
         for value in {**secret.get("data", {}), **secret.get("stringData", {})}.values():
             assert value == "" or "CHANGE-ME" in value
+
+
+def _env_of_deployment() -> dict[str, str]:
+    (container,) = named("Deployment", "gatekeeper")["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value", "from-a-secret") for e in container["env"]}
+
+
+@pytest.mark.parametrize("where", ["kubernetes", "compose"])
+def test_the_shipped_settings_would_start(where: str) -> None:
+    """The admin port off loopback needs TLS and an access file: the shipped settings must say where."""
+    if where == "kubernetes":
+        environ = _env_of_deployment()
+        mounts = {
+            m["mountPath"]
+            for m in named("Deployment", "gatekeeper")["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+        }
+        for name in ("GATEKEEPER_TLS_CERT", "GATEKEEPER_TLS_KEY", "GATEKEEPER_ADMIN_ACCESS"):
+            assert str(pathlib.PurePosixPath(environ[name]).parent) in mounts, name
+    else:
+        compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+        environ = dict(compose["services"]["gatekeeper-1"]["environment"])
+        for name in ("GATEKEEPER_TLS_CERT", "GATEKEEPER_TLS_KEY", "GATEKEEPER_ADMIN_ACCESS"):
+            assert pathlib.PurePosixPath(environ[name]).name in compose["secrets"], name
+    Settings.from_args(None, environ={k: str(v) for k, v in environ.items()})  # raises ConfigError if not
 
 
 def test_redis_runs_as_a_statefulset_with_sentinels() -> None:

@@ -100,9 +100,9 @@ def write_dataset(path: pathlib.Path, people: Iterable[Mapping[str, Any]]) -> pa
     return path
 
 
-def load(url: str, path: pathlib.Path, profile: str = "xizang") -> int:
+def load(url: str, path: pathlib.Path, profile: str = "xizang", *flags: str) -> int:
     """`gatekeeper load FILE` against ``url``; the exit status."""
-    return cli.main(["load", str(path), "--redis-url", url, "--profile", profile])
+    return cli.main(["load", str(path), "--redis-url", url, "--profile", profile, *flags])
 
 
 def person_write(person: Mapping[str, Any]) -> PersonWrite:

@@ -163,7 +163,7 @@ def live_state(store: Store) -> dict[str, Any]:
         "docs": store.client.hgetall(keys.docs),
         "meta": store.client.hgetall(keys.meta),
         "stream": store.client.xrange(keys.changes),
-        "staging": [store.client.exists(keys.staging(k)) for k in (keys.people, keys.ledgers, keys.docs)],
+        "staging": sorted(store.client.keys(f"{keys.prefix}:*:staging:*")),
     }
 
 

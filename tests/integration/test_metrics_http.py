@@ -132,7 +132,7 @@ def test_replica_metrics_follow_the_data(metered: tuple[Server, int], redis_url:
     server, port = metered
     assert value(samples(scrape(port)), "gatekeeper_replica_data_version") == 1
 
-    assert load(redis_url, write_dataset(tmp_path / "one.jsonl", DATASET_A[:1])) == 0
+    assert load(redis_url, write_dataset(tmp_path / "one.jsonl", DATASET_A[:1]), "xizang", "--allow-shrink") == 0
     assert server.replica.wait_for(2, 10)
     parsed = samples(scrape(port))
     assert value(parsed, "gatekeeper_replica_data_version") == 2

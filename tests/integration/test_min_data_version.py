@@ -9,6 +9,7 @@ from datetime import date
 
 from google.type.date_pb2 import Date
 
+from cache.store import StreamEntry
 from gatekeeper.v1 import eligibility_pb2, enums_pb2, registry_pb2
 from tests.integration.helpers import (
     DATASET_A,
@@ -110,14 +111,17 @@ def test_a_check_waiting_for_a_version_is_answered_when_it_arrives(
     serve: Callable[..., Server], redis_url: str, tmp_path: pathlib.Path
 ) -> None:
     server = loaded_server(serve, redis_url, tmp_path, wait_ms=10_000)
-    answers: list[eligibility_pb2.CheckClaimResponse] = []
-    waiting = threading.Thread(target=lambda: answers.append(check(server.gk, [(NEW, DAY)], min_data_version=2)))
-    waiting.start()
-    # Write only once the check is in the server, waiting.
-    in_flight = {"grpc_type": "unary", "grpc_service": "gatekeeper.v1.EligibilityService", "grpc_method": "CheckClaim"}
-    poll(lambda: server.metric("grpc_server_started_total", in_flight) == 1, what="the check to be in flight")
+    # The replica receives the write but holds it back until the check is waiting for it: the store
+    # has the version (so the wait must not end early), the replica does not have it yet.
+    gate = threading.Event()
+    apply = server.replica.apply
 
-    server.gk.admin.RegisterPractitioner(
+    def held_back(entries: list[StreamEntry]) -> bool:
+        gate.wait(15)
+        return apply(entries)
+
+    server.replica.apply = held_back  # type: ignore[method-assign]
+    written = server.gk.admin.RegisterPractitioner(
         registry_pb2.RegisterPractitionerRequest(
             practitioner_code=NEW,
             institution_code=HOSPITAL,
@@ -126,6 +130,14 @@ def test_a_check_waiting_for_a_version_is_answered_when_it_arrives(
         ),
         timeout=10,
     )
+    assert written.data_version == 2
+    answers: list[eligibility_pb2.CheckClaimResponse] = []
+    waiting = threading.Thread(target=lambda: answers.append(check(server.gk, [(NEW, DAY)], min_data_version=2)))
+    waiting.start()
+    in_flight = {"grpc_type": "unary", "grpc_service": "gatekeeper.v1.EligibilityService", "grpc_method": "CheckClaim"}
+    poll(lambda: server.metric("grpc_server_started_total", in_flight) == 1, what="the check to be in flight")
+    assert server.replica.state.version == 1
+    gate.set()
     waiting.join(15)
 
     (response,) = answers

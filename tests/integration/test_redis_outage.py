@@ -160,7 +160,7 @@ def test_healthy_replica_is_never_stale(serve: Callable[..., Server], redis_url:
     assert all(a == EXPECTED_A for a in answers), f"{sum(a != EXPECTED_A for a in answers)} of {len(answers)} stale"
 
 
-def test_a_reload_after_redis_lost_its_data_reaches_running_servers(
+def test_after_redis_lost_its_data_a_reload_is_adopted_only_above_every_version_seen(
     serve: Callable[..., Server], dedicated_redis: Callable[..., EmbeddedRedis], tmp_path: pathlib.Path
 ) -> None:
     redis_server = dedicated_redis(appendonly=False)
@@ -169,21 +169,33 @@ def test_a_reload_after_redis_lost_its_data_reaches_running_servers(
         assert load(redis_server.url, path_a) == 0
     server = serve(redis_server.url)
     assert server.replica.wait_for(3, 10)
-    # One change applied from the feed: the follower is past its start-up snapshot. (Until its first read
-    # returns, a connection error makes it re-snapshot anyway, which would hide the bug.)
+    # One change applied from the feed: the follower is past its start-up snapshot.
     assert register(server.gk).data_version == 4
     assert server.replica.wait_for(4, 10)
     assert outcomes(check(server.gk)) == EXPECTED_A
 
     redis_server.stop()
-    fresh = dedicated_redis(port=redis_server.port, appendonly=False)  # empty
-    assert load(fresh.url, write_dataset(tmp_path / "b.jsonl", DATASET_B)) == 0
+    fresh = dedicated_redis(port=redis_server.port, appendonly=False)  # empty: the data is lost
+    path_b = write_dataset(tmp_path / "b.jsonl", DATASET_B)
+    assert load(fresh.url, path_b) == 0  # perhaps before the replica noticed: version 1 again
     store = Store(connect(fresh.url))
-    ((reset_id, fields),) = store.client.xrevrange(store.keys.changes, count=1)
-    assert fields == {b"v": b"1", b"kind": b"reset"}
 
-    # Once the follower has read the reset event, the server must answer from dataset B.
-    poll(lambda: server.replica.last_id == reset_id, timeout=RECONNECT, what="the follower to read the reset")
+    # The replica keeps dataset A, says why it is not serving, and stops the writes.
+    poll(lambda: server.replica.doubt is not None, timeout=RECONNECT, what="the replica to distrust the store")
+    assert server.replica.state.version == 4
+    poll(lambda: health_status(server.handle.check_port) == NOT_SERVING, timeout=RECONNECT, what="NOT_SERVING")
+    assert outcomes(check(server.gk)) == EXPECTED_A  # last good state, until the staleness bound
+    poll(lambda: store.state().doubt != "", timeout=RECONNECT, what="the doubt to reach the store")
+    with pytest.raises(grpc.RpcError) as refused:
+        register(server.gk, "D540102000077")
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+    # The operator loads again: the version starts above every version a process reported seeing.
+    assert load(fresh.url, path_b) == 0
+    assert store.version() == 5
+    poll(lambda: server.replica.state.version == 5, timeout=RECONNECT, what="the replica to adopt the reload")
+    assert server.replica.doubt is None
+    poll(lambda: health_status(server.handle.check_port) == SERVING, timeout=RECONNECT, what="SERVING again")
     response = check(server.gk, LINES_B)
     assert outcomes(response) == EXPECTED_B
-    assert response.data_version == 1
+    assert response.data_version == 5

@@ -240,20 +240,26 @@ def test_replica_apply_reports_a_gap_in_the_real_stream(store: Store, tmp_path: 
     assert store.changes(replica.last_id, block_ms=50) == []
 
 
-def test_follower_picks_up_a_reload_after_redis_lost_its_data(
+def test_follower_keeps_its_data_when_redis_lost_it_and_adopts_a_reload_above_it(
     store: Store, follow: Callable[[], RecordingReplica], tmp_path: pathlib.Path
 ) -> None:
     for name in ("a1.jsonl", "a2.jsonl", "a3.jsonl"):
         load_dataset(store, tmp_path, DATASET_A, name)
     replica = follow()
     assert replica.state.version == 3
+    held = replica.state
 
     store.client.flushall()  # what a restart without persistence looks like to the follower
-    b = load_dataset(store, tmp_path, DATASET_B, "b.jsonl")
-    assert store.version() == 1
-    reset_id = last_entry_id(store)
+    load_dataset(store, tmp_path, DATASET_B, "b.jsonl")
+    assert store.version() == 1  # a version this replica has seen, with other data
 
-    # Wait until the follower has read the load's reset event, then compare with Redis.
-    poll(lambda: replica.last_id == reset_id, timeout=WAIT, what="the follower to read the reset event")
+    poll(lambda: store.state().doubt != "", timeout=WAIT, what="the follower to report the loss")
+    assert replica.state is held  # nothing of the new data, no version reused
+    assert replica.doubt is not None
+
+    b = load_dataset(store, tmp_path, DATASET_B, "b2.jsonl")  # the operator's reload settles it
+    assert store.version() == 4  # above every version a process reported
+    poll(lambda: replica.state.version == 4, timeout=WAIT, what="the follower to adopt the reload")
+    assert replica.doubt is None
     assert set(replica.state.people.keys()) == set(b.projections)
     assert_matches_redis(replica, store)

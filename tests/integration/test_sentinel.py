@@ -68,7 +68,7 @@ def test_a_gatekeeper_on_sentinel_survives_a_failover(
     poll(lambda: sentinel.sentinel_get_master_addr_by_name(SERVICE)[1] == replica.port or None, FAILOVER,
          what="sentinel promoted the replica")  # fmt: skip
     # Until the old primary is demoted it still takes writes, and loses them when it resyncs: the
-    # window GatekeeperDataVersionWentBack is for (deploy sets min-replicas-to-write against it).
+    # window GatekeeperDataInDoubt is for (deploy sets min-replicas-to-write against it).
     poll(lambda: redis.Redis(port=primary.port).info("replication")["role"] == "slave" or None, FAILOVER,
          what="the old primary demoted")  # fmt: skip
 

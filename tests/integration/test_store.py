@@ -186,7 +186,10 @@ def test_swap_replaces_people_ledgers_and_docs_wholesale(store: Store, tmp_path:
     assert raw_hash(store, store.keys.docs) == {}
     assert store.read_person(SUSPENDED) == (3, None)
     assert store.read_person(TERMINATED) == (3, None)
-    assert raw_hash(store, store.keys.meta) == {
+    meta = raw_hash(store, store.keys.meta)
+    assert len(meta.pop(b"identity")) == 32  # created with the first load, kept by the next
+    assert meta.pop(b"epoch") == b"2"  # one per load
+    assert meta == {
         b"policy_id": POLICY_ID.encode(),
         b"loaded_at": b"later",
         b"rules_fingerprint": b"",  # a load that does not say under which rules (this test) stores ""
@@ -195,13 +198,16 @@ def test_swap_replaces_people_ledgers_and_docs_wholesale(store: Store, tmp_path:
     assert fields == {b"v": b"3", b"kind": b"reset"}
     assert len(stream(store)) == 3
     assert store.snapshot().last_id == last_id
-    for key in (store.keys.people, store.keys.ledgers, store.keys.docs):
-        assert not store.client.exists(store.keys.staging(key))
+    assert staged(store) == []
 
     # Swapping A back brings A's documents back and drops B's people.
     assert swap(store, a) == 4
     assert {k.decode() for k in raw_hash(store, store.keys.docs)} == set(a.docs)
     assert {k.decode() for k in raw_hash(store, store.keys.people)} == set(a.projections)
+
+
+def staged(store: Store) -> list[bytes]:
+    return sorted(store.client.keys(f"{store.keys.prefix}:*:staging:*"))
 
 
 class _BrokenMapping(dict[str, str]):
@@ -222,9 +228,9 @@ def test_interrupted_load_leaves_live_data_untouched(store: Store, tmp_path: pat
     # Projections are staged, then reading the ledgers fails: the swap script never runs.
     with pytest.raises(RuntimeError, match="load interrupted"):
         store.swap(_BrokenMapping(b.ledgers), b.projections, b.docs, POLICY_ID, LOADED_AT)
-    assert store.client.exists(store.keys.staging(store.keys.people))
-    # A load killed later still leaves staged docs behind.
-    store.client.hset(store.keys.staging(store.keys.docs), "points:LEFTOVER", "{}")
+    assert staged(store) == []  # an interrupted load removes what it staged
+    # A load killed midway leaves its own staging behind (expiring), never another load's.
+    store.client.hset(store.keys.staging(store.keys.docs, "killed-load"), "points:LEFTOVER", "{}")
 
     assert live_state(store) == before
     assert store.snapshot() == snap_before
@@ -238,8 +244,7 @@ def test_interrupted_load_leaves_live_data_untouched(store: Store, tmp_path: pat
     assert set(raw_hash(store, store.keys.people)) == {CLEAN.encode()}
     assert set(raw_hash(store, store.keys.ledgers)) == {CLEAN.encode()}
     assert raw_hash(store, store.keys.docs) == {}
-    for key in (store.keys.people, store.keys.ledgers, store.keys.docs):
-        assert not store.client.exists(store.keys.staging(key))
+    assert staged(store) == [store.keys.staging(store.keys.docs, "killed-load").encode()]
 
 
 def test_commit_is_refused_after_a_concurrent_load(store: Store, tmp_path: pathlib.Path) -> None:

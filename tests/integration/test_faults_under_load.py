@@ -1,0 +1,74 @@
+"""Faults under mixed load (issue 8 item 8), CI-sized: the scenarios of loadtest/faults.py with a small
+dataset, a few seconds of load and one fault each, asserting the invariants (never speed):
+
+- Redis ``kill -9``-ed and restarted under load: 0 failed checks, 0 acknowledged writes lost, none
+  applied twice, the replica's digest equal to Redis' after the return;
+- the primary of a primary + replica + three Sentinels setup killed under load (gatekeeper on
+  ``redis+sentinel://`` with one replica acknowledging every write): the same, and writes resume;
+- (slow) the 10-minute soak by the same function as ``python -m loadtest.faults --scenario soak``.
+
+Real processes on loopback (redis-server, redis-server --sentinel, ``gatekeeper serve``); every phase
+and wait is bounded, every process stopped. The load runs for a set time (that is what is measured);
+everything else is polled for.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+
+import pytest
+
+from loadtest import faults
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+
+PEOPLE = 2_000  # the dataset: enough for 1- and 20-line claims at every hospital, quick to load and digest
+SECONDS = 6.0  # of load around the fault
+
+
+def assert_invariants(result: faults.Result) -> None:
+    checks, writes, digest = result.checks, result.writes, result.digest
+    assert checks.checks > 0, "no check was answered"
+    assert checks.failed_checks == 0, (dict(checks.failed), checks.examples)
+    assert checks.wrong_lines == 0, checks.examples
+    assert writes.acknowledged > 0, "no write was acknowledged"
+    assert writes.lost == []
+    assert writes.twice == []
+    assert digest.people >= PEOPLE
+    assert digest.equal, (digest.mismatched, digest.wrong_version, digest.examples)
+    assert result.health_at_end
+    assert result.invariants_hold, result.violations()
+
+
+def test_redis_killed_under_load_loses_no_acknowledged_write_and_fails_no_check(tmp_path: pathlib.Path) -> None:
+    result = faults.run_kill(tmp_path, people=PEOPLE, seconds=SECONDS, kills=1, outage=1.0)
+    assert_invariants(result)
+    assert len(result.resumed_after) == 1  # writes came back after the restart (bounded by RESUME_TIMEOUT)
+    assert result.writes.given_up == 0
+
+
+def test_sentinel_failover_under_load_loses_no_acknowledged_write_and_fails_no_check(tmp_path: pathlib.Path) -> None:
+    result = faults.run_failover(tmp_path, people=PEOPLE, seconds=SECONDS, how="kill", replica_down=2.0)
+    assert_invariants(result)
+    assert result.acked_without_replica == 0  # WAIT 1: the promoted primary alone acknowledges nothing
+    assert len(result.resumed_after) == 1
+    assert result.writes.given_up == 0
+
+
+@pytest.mark.slow
+def test_a_forced_sentinel_failover_under_load(tmp_path: pathlib.Path) -> None:
+    result = faults.run_failover(tmp_path, people=PEOPLE, seconds=SECONDS, how="sentinel")
+    assert_invariants(result)
+    assert result.writes.given_up == 0
+
+
+@pytest.mark.slow
+def test_soak_ten_minutes_of_mixed_load(tmp_path: pathlib.Path) -> None:
+    """The issue's 10-minute soak (``python -m loadtest.faults --scenario soak``): invariants, and a
+    memory that levels off (the second half's peak within a quarter of the first half's)."""
+    result = faults.run_soak(tmp_path, seconds=600)
+    assert_invariants(result)
+    half = len(result.samples) // 2
+    first, second = [b for _, b in result.samples[:half]], [b for _, b in result.samples[half:]]
+    assert max(second) <= 1.25 * max(first), [b // 2**20 for _, b in result.samples]
