@@ -53,7 +53,15 @@ class Scope:
             return True
         if not self.institution or view is None:
             return False
-        return any(s.until is None or s.until > today for s in view.registrations.get(self.institution, ()))
+        # A termination ends every registration on its first day; the institution still needs to hear
+        # of it while it lasts, so a registration ended by a termination in force stays in scope.
+        ended_by = {
+            p.since for p in view.periods if p.status is Status.TERMINATED and (p.until is None or p.until > today)
+        }
+        return any(
+            s.until is None or s.until > today or s.until in ended_by
+            for s in view.registrations.get(self.institution, ())
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -144,6 +144,20 @@ def test_scope_by_institution_and_by_codes(gatekeeper: Gatekeeper, watchers: Cal
     assert elsewhere not in {m.practitioner_code for m in by_institution.drain()}
 
 
+def test_an_institution_hears_of_its_staff_terminated(gatekeeper: Gatekeeper, watchers: Callable[..., Watcher]) -> None:
+    """A termination ends the person's registrations on its first day: still news for that institution."""
+    code = new_code()
+    gatekeeper.admin.RegisterPractitioner(register(code, institution_code=OTHER_HOSPITAL), timeout=10)
+    watcher = watchers(institution_code=OTHER_HOSPITAL)
+    watcher.snapshot()
+    gatekeeper.admin.RecordPoints(points(code, 12, RECENT, institution_code=OTHER_HOSPITAL), timeout=10)
+    change = watcher.next_matching(lambda m: m.practitioner_code == code)
+    assert change.status == enums_pb2.PRACTITIONER_STATUS_TERMINATED
+    assert iso(change.status_since) == RECENT
+    snapshot, _ = watchers(institution_code=OTHER_HOSPITAL).snapshot()  # and a new watcher's snapshot has it
+    assert code in {m.practitioner_code for m in snapshot}
+
+
 def test_resume_from_a_version_gets_the_changes_since_without_a_snapshot(
     gatekeeper: Gatekeeper, watchers: Callable[..., Watcher]
 ) -> None:
