@@ -217,6 +217,7 @@ class MixedLoad:
         self.write_errors: collections.Counter[str] = collections.Counter()
         self.write_error_times: list[float] = []  # monotonic times of failed write attempts
         self.ack_times: list[float] = []  # monotonic times of acknowledgements
+        self.acked_attempts: list[tuple[float, float]] = []  # (sent, acknowledged) of each acknowledged attempt
         self.started = 0.0
         self.elapsed = 0.0  # seconds from start to stop
         self._stop = threading.Event()
@@ -256,7 +257,8 @@ class MixedLoad:
         return total
 
     def acks_after(self, moment: float) -> list[float]:
-        return [t for t in list(self.ack_times) if t > moment]
+        """Acknowledgement times of writes sent after ``moment`` (a reply in flight at a fault is not one)."""
+        return [acked for sent, acked in list(self.acked_attempts) if sent > moment]
 
     def _running(self, count: int, limit: int) -> bool:
         return not self._stop.is_set() and count < limit and time.monotonic() - self.started < self.max_seconds
@@ -329,6 +331,7 @@ class MixedLoad:
         backoff = 0.05
         while True:
             write.attempts += 1
+            sent = time.monotonic()
             try:
                 reply = call(write.request, timeout=CALL_TIMEOUT)
             except grpc.RpcError as error:
@@ -344,6 +347,7 @@ class MixedLoad:
                 continue
             write.version = int(reply.data_version)
             self.ack_times.append(time.monotonic())
+            self.acked_attempts.append((sent, self.ack_times[-1]))
             return
 
 
@@ -794,11 +798,16 @@ def run_failover(
             wait_for(promoted, RESUME_TIMEOUT, "the Sentinels to promote the replica", interval=0.1)
             promoted_after = time.monotonic() - failed_at
             restarted_at = time.monotonic()
+            attached = 0  # the most replicas the new primary had while the old one was down
             if how == "kill":  # back on its port and directory: Sentinel makes it the new primary's replica
-                load.pause(replica_down)  # the new primary alone meanwhile
+                until = time.monotonic() + replica_down  # the new primary alone meanwhile
+                while (left := until - time.monotonic()) > 0:
+                    attached = max(attached, int(_replication(replica.port)["connected_slaves"]))
+                    load.pause(min(0.2, left))
                 restarted_at = time.monotonic()
                 primary = running.redis("primary", port=primary.port)
-            alone = [t for t in load.acks_after(failed_at) if t < restarted_at]
+            # Sent after the promotion and answered before the old primary was back: WAIT 1 had no replica.
+            alone = [a for a in list(load.acked_attempts) if a[0] > failed_at + promoted_after and a[1] < restarted_at]
 
             def demoted() -> bool:
                 info = _replication(primary.port)
@@ -820,7 +829,10 @@ def run_failover(
             ("  writes resumed after", f"{resumed:.1f} s"),
             (
                 "  writes acknowledged while the new primary had no replica",
-                f"{len(alone)} (old primary down {restarted_at - failed_at:.1f} s)" if how == "kill" else "n/a",
+                f"{len(alone)} (old primary down {restarted_at - failed_at:.1f} s; new primary's connected_slaves "
+                f"meanwhile at most {attached})"
+                if how == "kill"
+                else "n/a",
             ),
             ("  write attempts refused (then retried) meanwhile", f"{refused} {dict(load.write_errors) or ''}".strip()),
         ]
