@@ -9,6 +9,7 @@ the commit script may touch them together.
                            doubt_identities / ancestors (identities a recovery accepted as replaced),
                            recovered_at, recovered_reason
     {gk}:load-lock string  owner of the running `gatekeeper load` (SET NX EX): loads never overlap
+    {gk}:replication-probe  counter a replayed write increments before its WAIT (replicas hold all before it)
     {gk}:people    hash    practitioner code -> projection JSON (what checks need; cache/codec.py)
     {gk}:ledgers   hash    practitioner code -> ledger JSON (every fact ever recorded)
     {gk}:docs      hash    idempotency key -> JSON {fp, code, v, resp} (cache/store.py Doc)
@@ -52,6 +53,10 @@ class Keys:
     @property
     def changes(self) -> str:
         return f"{self.prefix}:changes"
+
+    @property
+    def replication_probe(self) -> str:
+        return f"{self.prefix}:replication-probe"
 
     @property
     def load_lock(self) -> str:

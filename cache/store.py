@@ -118,7 +118,7 @@ def _script(name: str) -> str:
 
 SENTINEL_SCHEME = "redis+sentinel"
 STAGING_TTL_SECONDS = 3600
-REPLICA_WAIT_MS = 2000
+REPLICA_WAIT_MS = 1500  # under the client's 2 s socket timeout, so a WAIT that times out says so
 
 
 def connect(url: str, *, timeout: float = 2.0) -> redis.Redis:
@@ -186,6 +186,18 @@ class Store:
         if after is None or not entries:
             return state
         return dataclasses.replace(state, kept=_kept(after, *entries))
+
+    def confirm_replicated(self, replicas: int) -> None:
+        """``StoreUnavailable`` unless ``replicas`` replicas hold everything the primary holds now: a write
+        on this connection (the replication stream is ordered) and a WAIT for it."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.incr(self.keys.replication_probe)
+        pipe.wait(replicas, REPLICA_WAIT_MS)
+        _probe, acknowledged = pipe.execute()
+        if int(acknowledged) < replicas:
+            raise StoreUnavailable(
+                f"{acknowledged} of {replicas} replicas hold the primary's data; retry (the retry returns the write)"
+            )
 
     def people_count(self) -> int:
         return int(self.client.hlen(self.keys.people))

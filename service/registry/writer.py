@@ -104,6 +104,11 @@ class Writer:
                 time.sleep(min(0.001 * 2**attempt, 0.05))  # another write won; read again
         raise StoreUnavailable("too many concurrent writes; retry the write")
 
+    def _confirm_replicated(self) -> None:
+        """Before a replay is acknowledged, the replicas hold everything the primary has (so the write)."""
+        if self.replicas:
+            self.store.confirm_replicated(self.replicas)
+
     def read(self, code: str) -> tuple[Ledger, Derivation, int] | None:
         with store_errors():
             version, raw = self.store.read_person(code)
@@ -136,6 +141,7 @@ class Writer:
         ledgers = {code: decode_ledger(raw) if raw else Ledger(code) for code, raw in zip(codes, raws, strict=True)}
         first = _replay(replay_key, batch_key or items[0].fingerprint, docs_seen)
         if first is not None:
+            self._confirm_replicated()  # the first attempt's WAIT may have failed: acknowledged means held
             if first.response:  # stored whole by an older version of this code
                 return parse(first.response)
             # The first answer, rebuilt from the ledgers as of its version (service/registry/replay.py).
@@ -146,6 +152,7 @@ class Writer:
         for item in pending:
             ledgers[item.code] = item.change(ledgers[item.code])
         if not pending:  # a batch wholly seen before: answer with the current files
+            self._confirm_replicated()
             return respond({c: (ledger, engine.derive(ledger, self.rules)) for c, ledger in ledgers.items()}, version)
         at = self.clock()
         for item in pending:

@@ -61,16 +61,10 @@ def test_sentinel_failover_under_load_loses_no_acknowledged_write_and_fails_no_c
     assert failover.writes.given_up == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service/registry/writer.py:137-143 (and 148-149): a retry that finds its write already committed "
-    "replays the first answer without WAIT, so a write whose WAIT failed on a primary with no replica is "
-    "acknowledged on the retry while only that primary holds it",
-)
 def test_no_write_is_acknowledged_while_the_promoted_primary_has_no_replica(failover: faults.Result) -> None:
     """GATEKEEPER_WRITE_REPLICAS=1: while the promoted primary runs alone every write is refused (and
-    retried), none acknowledged. (Before f6d90f5 the WAIT went out on another pooled connection and
-    380-419 writes were acknowledged in such a window.)"""
+    retried), none acknowledged, not even the retry that finds its write committed. (Before f6d90f5 the
+    WAIT went out on another pooled connection and 380-419 writes were acknowledged in such a window.)"""
     assert failover.acked_without_replica == 0
     assert failover.resumed_after[0] > 2.0  # writes came back only with the old primary, as a replica
 
