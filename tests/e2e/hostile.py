@@ -234,4 +234,13 @@ def call_raw(method: Method, channel: grpc.Channel, data: bytes, timeout: float 
         finally:
             stream.cancel()  # a watch never ends by itself: its first message is the answer
     except grpc.RpcError as error:
+        if method.streaming and error.code() == grpc.StatusCode.DEADLINE_EXCEEDED and _resumes(method, data):  # type: ignore[attr-defined]
+            return method.response()  # a resumed watch with nothing new since is silent: open, answered
         return error
+
+
+def _resumes(method: Method, data: bytes) -> bool:
+    """Whether these bytes are a watch resuming from a data version (after_data_version > 0)."""
+    if not method.decodes(data):
+        return False
+    return bool(getattr(method.request.FromString(data), "after_data_version", 0))
