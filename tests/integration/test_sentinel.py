@@ -64,6 +64,18 @@ def test_a_gatekeeper_on_sentinel_survives_a_failover(
     first = register(server.gk, "D540102000101")
     assert redis.Redis(port=primary.port).get("{gk}:version") == str(first.data_version).encode()
 
+    fail_over(sentinel, primary, replica)
+    version = write_after_failover(server, "D540102000102")
+    assert version == first.data_version + 1
+    assert redis.Redis(port=replica.port).get("{gk}:version") == str(version).encode()
+    # The check path follows the promoted primary's change feed.
+    assert server.replica.wait_for(version, FAILOVER)
+    response = check(server.gk, [("D540102000102", date(2025, 1, 2))], institution=HOSPITAL)  # registered there
+    assert outcomes(response) == [(enums_pb2.DECISION_ALLOW, enums_pb2.REASON_ELIGIBLE)]
+
+
+def fail_over(sentinel: redis.Redis, primary: EmbeddedRedis, replica: EmbeddedRedis) -> None:
+    """Force a failover and wait until the replica is promoted and the old primary demoted."""
     sentinel.execute_command("SENTINEL", "FAILOVER", SERVICE)
     poll(lambda: sentinel.sentinel_get_master_addr_by_name(SERVICE)[1] == replica.port or None, FAILOVER,
          what="sentinel promoted the replica")  # fmt: skip
@@ -72,18 +84,16 @@ def test_a_gatekeeper_on_sentinel_survives_a_failover(
     poll(lambda: redis.Redis(port=primary.port).info("replication")["role"] == "slave" or None, FAILOVER,
          what="the old primary demoted")  # fmt: skip
 
-    def write_after_failover() -> int | None:
+
+def write_after_failover(server: Server, code: str) -> int:
+    """The data version of the first write the new primary takes (UNAVAILABLE while the switch is under way)."""
+
+    def attempt() -> int | None:
         try:
-            return int(register(server.gk, "D540102000102").data_version)
+            return int(register(server.gk, code).data_version)
         except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.UNAVAILABLE:  # the only error while the switch is under way
+            if error.code() != grpc.StatusCode.UNAVAILABLE:
                 raise
             return None
 
-    version = poll(write_after_failover, FAILOVER, interval=0.2, what="a write on the new primary")
-    assert version == first.data_version + 1
-    assert redis.Redis(port=replica.port).get("{gk}:version") == str(version).encode()
-    # The check path follows the promoted primary's change feed.
-    assert server.replica.wait_for(version, FAILOVER)
-    response = check(server.gk, [("D540102000102", date(2025, 1, 2))], institution=HOSPITAL)  # registered there
-    assert outcomes(response) == [(enums_pb2.DECISION_ALLOW, enums_pb2.REASON_ELIGIBLE)]
+    return poll(attempt, FAILOVER, interval=0.2, what="a write on the new primary")

@@ -8,7 +8,6 @@ import pathlib
 from collections.abc import Callable
 from datetime import date
 
-import grpc
 import redis
 
 from cache.embedded import EmbeddedRedis
@@ -25,7 +24,7 @@ from tests.integration.helpers import (
     write_dataset,
 )
 from tests.integration.test_redis_outage import register
-from tests.integration.test_sentinel import FAILOVER, SERVICE, sentinel_setup
+from tests.integration.test_sentinel import FAILOVER, SERVICE, fail_over, sentinel_setup, write_after_failover
 
 __all__ = ["sentinel_setup"]  # the fixture, used by name
 
@@ -51,21 +50,8 @@ def test_after_a_failover_the_data_identity_holds_and_versions_keep_rising(
     poll(lambda: redis.Redis(port=replica.port).get("{gk}:version") == str(first).encode() or None, FAILOVER,
          what="the replica to have the write")  # fmt: skip
 
-    sentinel.execute_command("SENTINEL", "FAILOVER", SERVICE)
-    poll(lambda: sentinel.sentinel_get_master_addr_by_name(SERVICE)[1] == replica.port or None, FAILOVER,
-         what="sentinel promoted the replica")  # fmt: skip
-    poll(lambda: redis.Redis(port=primary.port).info("replication")["role"] == "slave" or None, FAILOVER,
-         what="the old primary demoted")  # fmt: skip
-
-    def write_after_failover() -> int | None:
-        try:
-            return int(register(server.gk, "D540102000202").data_version)
-        except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.UNAVAILABLE:  # the only error while the switch is under way
-                raise
-            return None
-
-    second = poll(write_after_failover, FAILOVER, interval=0.2, what="a write on the new primary")
+    fail_over(sentinel, primary, replica)
+    second = write_after_failover(server, "D540102000202")
     assert second == first + 1
     assert server.replica.wait_for(second, FAILOVER)
     third = register(server.gk, "D540102000203").data_version
