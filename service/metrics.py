@@ -244,10 +244,9 @@ class RpcMetrics:
     def instrument(self, servicer: T, service: ServiceDescriptor) -> T:
         for method in service.methods:
             behavior = getattr(servicer, method.name)
-            if method.client_streaming and method.server_streaming:
-                wrapped = self._wrap_bidi_stream(behavior, service.full_name, method.name)
-            elif method.server_streaming:
-                wrapped = self._wrap_server_stream(behavior, service.full_name, method.name)
+            if method.server_streaming:
+                streaming = method.client_streaming
+                wrapped = self._wrap_stream(behavior, service.full_name, method.name, client_streaming=streaming)
             elif method.client_streaming:
                 raise TypeError(f"{method.full_name}: client-streaming methods are not instrumented yet")
             else:
@@ -255,13 +254,15 @@ class RpcMetrics:
             setattr(servicer, method.name, wrapped)
         return servicer
 
-    def _wrap_bidi_stream(
-        self, behavior: Callable[[Any, Any], Any], service: str, method: str
+    def _wrap_stream(
+        self, behavior: Callable[[Any, Any], Any], service: str, method: str, *, client_streaming: bool
     ) -> Callable[[Any, Any], Any]:
-        """A bidirectional stream: each request counted as received as it is read, each response as
-        sent; handled (with its code) and the handling time observed when the stream ends."""
+        """A server stream (``server_stream``) or a bidirectional one (``bidi_stream``): each request
+        counted as received as it is read, each response as sent; handled (with its code) and the
+        handling time observed when the stream ends, however it ends."""
         m = self.metrics
-        labels = ("bidi_stream", service, method)
+        kind = "bidi_stream" if client_streaming else "server_stream"
+        labels = (kind, service, method)
         started, received, sent = m.started.labels(*labels), m.received.labels(*labels), m.sent.labels(*labels)
         handling = m.handling.labels(*labels)
         clock = time.perf_counter
@@ -271,46 +272,17 @@ class RpcMetrics:
                 received.inc()
                 yield request
 
-        def wrapped(requests: Iterator[Any], context: Any) -> Iterator[Any]:
-            started.inc()
-            begin = clock()
-
-            def end(code: grpc.StatusCode) -> None:
-                handling.observe(clock() - begin)
-                m.handled.labels("bidi_stream", service, method, GO_CODE_NAMES[code]).inc()
-
-            ended = once_per_call(context, end)
-            code = grpc.StatusCode.OK
-            try:
-                for message in behavior(counted(requests), context):
-                    sent.inc()
-                    yield message
-            except BaseException:
-                code = _final_code(context)
-                raise
-            finally:
-                ended(code)
-
-        return wrapped
-
-    def _wrap_server_stream(
-        self, behavior: Callable[[Any, Any], Any], service: str, method: str
-    ) -> Callable[[Any, Any], Any]:
-        """A server stream: handled (with its code) when the stream ends, each message counted as sent."""
-        m = self.metrics
-        labels = ("server_stream", service, method)
-        started, received, sent = m.started.labels(*labels), m.received.labels(*labels), m.sent.labels(*labels)
-        handling = m.handling.labels(*labels)
-        clock = time.perf_counter
-
         def wrapped(request: Any, context: Any) -> Iterator[Any]:
             started.inc()
-            received.inc()
+            if client_streaming:
+                request = counted(request)
+            else:
+                received.inc()
             begin = clock()
 
             def end(code: grpc.StatusCode) -> None:
                 handling.observe(clock() - begin)
-                m.handled.labels("server_stream", service, method, GO_CODE_NAMES[code]).inc()
+                m.handled.labels(kind, service, method, GO_CODE_NAMES[code]).inc()
 
             ended = once_per_call(context, end)
             code = grpc.StatusCode.OK
