@@ -29,7 +29,7 @@ log = logging.getLogger("gatekeeper.replica")
 class ChangeFeed(Protocol):
     """Where a replica's data comes from (cache.store.Store, or a fake in unit tests)."""
 
-    def snapshot(self) -> Snapshot: ...
+    def snapshot(self, after: bytes | None = None) -> Snapshot: ...
 
     def changes(self, after: bytes, block_ms: int) -> list[StreamEntry]: ...
 
@@ -277,15 +277,13 @@ class Follower:
 
     def _load_snapshot(self) -> bool:
         """Adopt a fresh snapshot if the store can be trusted; False (in doubt) otherwise."""
-        kept = self.feed.state(self.replica.last_id).kept if self.replica.ready.is_set() else None
-        snapshot = self.feed.snapshot()
-        if self._distrust(dataclasses.replace(snapshot.state, kept=kept)):
+        snapshot = self.feed.snapshot(self.replica.last_id if self.replica.ready.is_set() else None)
+        if self._distrust(snapshot.state):
             return False
         self.replica.load(snapshot)
         if self.replica.doubt is not None:
             log.warning("replica trusts the store again at data version %d", snapshot.version)
-            self.replica.doubt = None
-            self.stats.in_doubt = False
+            self._set_doubt(None)
         self.stats.snapshots += 1
         log.info("replica loaded snapshot", extra={"data_version": self.replica.state.version})
         return True
@@ -321,11 +319,14 @@ class Follower:
         why = doubt_about(held, store)
         if why is None:
             return False
-        self.replica.doubt = why
-        self.stats.in_doubt = True
+        self._set_doubt(why)
         log.error("replica distrusts the store and keeps data version %d: %s", held.version, why)
         self._report(why, held)
         return True
+
+    def _set_doubt(self, why: str | None) -> None:
+        self.replica.doubt = why
+        self.stats.in_doubt = why is not None
 
     def _report(self, why: str, held: ReplicaState) -> None:
         if held.version:

@@ -10,7 +10,7 @@ import dataclasses
 import importlib.resources
 import urllib.parse
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -66,10 +66,11 @@ class Snapshot:
     doubt: str = ""
     ancestors: frozenset[str] = frozenset()
     epoch: int = 0
+    kept: bool | None = None  # as in StoreState, for the ``after`` asked
 
     @property
     def state(self) -> StoreState:
-        return StoreState(self.version, self.identity, self.doubt, self.ancestors, self.epoch)
+        return StoreState(self.version, self.identity, self.doubt, self.ancestors, self.epoch, self.kept)
 
 
 _META_STATE = ["identity", "doubt", "ancestors", "epoch"]
@@ -152,13 +153,16 @@ class Store:
 
     # --- reads -------------------------------------------------------------------------------
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, after: bytes | None = None) -> Snapshot:
+        """Everything a replica holds, at one version; with ``after`` also whether the feed still
+        holds that entry (``Snapshot.kept``)."""
         pipe = self.client.pipeline(transaction=True)
         pipe.get(self.keys.version)
         pipe.hgetall(self.keys.people)
         pipe.xrevrange(self.keys.changes, count=1)
         pipe.hmget(self.keys.meta, ["policy_id", "rules_fingerprint", *_META_STATE])
-        version, people, last, (policy_id, rules, *meta) = pipe.execute()
+        self._ask_kept(pipe, after)
+        version, people, last, (policy_id, rules, *meta), *entries = pipe.execute()
         state = _store_state(version, *meta)
         return Snapshot(
             version=state.version,
@@ -170,6 +174,7 @@ class Store:
             doubt=state.doubt,
             ancestors=state.ancestors,
             epoch=state.epoch,
+            kept=_kept(after, *entries) if after is not None and entries else None,
         )
 
     def state(self, after: bytes | None = None) -> StoreState:
@@ -178,26 +183,33 @@ class Store:
         pipe = self.client.pipeline(transaction=True)
         pipe.get(self.keys.version)
         pipe.hmget(self.keys.meta, _META_STATE)
-        if after is not None and after != b"0-0":
-            pipe.xrange(self.keys.changes, after, after, count=1)
-            pipe.xrange(self.keys.changes, "-", "+", count=1)
+        self._ask_kept(pipe, after)
         version, meta, *entries = pipe.execute()
         state = _store_state(version, *meta)
         if after is None or not entries:
             return state
         return dataclasses.replace(state, kept=_kept(after, *entries))
 
+    def _ask_kept(self, pipe: Any, after: bytes | None) -> None:
+        """Queue what ``_kept`` needs: the entry itself and the feed's first entry."""
+        if after is not None and after != b"0-0":
+            pipe.xrange(self.keys.changes, after, after, count=1)
+            pipe.xrange(self.keys.changes, "-", "+", count=1)
+
     def confirm_replicated(self, replicas: int) -> None:
         """``StoreUnavailable`` unless ``replicas`` replicas hold everything the primary holds now: a write
         on this connection (the replication stream is ordered) and a WAIT for it."""
+        _probe, acknowledged = self._waited(lambda pipe: pipe.incr(self.keys.replication_probe), replicas)
+        _require(acknowledged, replicas, "the write is on the primary")
+
+    def _waited(self, write: Callable[[Any], object], replicas: int) -> tuple[Any, int]:
+        """``write``'s reply and how many replicas acknowledged it: WAIT counts the writes of its own
+        connection, so the write and the WAIT go out on one (a pipeline)."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.incr(self.keys.replication_probe)
+        write(pipe)
         pipe.wait(replicas, REPLICA_WAIT_MS)
-        _probe, acknowledged = pipe.execute()
-        if int(acknowledged) < replicas:
-            raise StoreUnavailable(
-                f"{acknowledged} of {replicas} replicas hold the primary's data; retry (the retry returns the write)"
-            )
+        reply, acknowledged = pipe.execute()
+        return reply, int(acknowledged)
 
     def people_count(self) -> int:
         return int(self.client.hlen(self.keys.people))
@@ -290,16 +302,11 @@ class Store:
             args += [key, value]
         args += [rules, identity, floor, new_identity()]
         if replicas:
-            # WAIT counts the writes of its own connection: the commit and the WAIT go out on one.
-            pipe = self.client.pipeline(transaction=False)
-            self._commit(keys=self.keys.commit_keys, args=args, client=pipe)
-            pipe.wait(replicas, REPLICA_WAIT_MS)
-            (ok, version), acknowledged = pipe.execute()
-            if ok == 1 and int(acknowledged) < replicas:
-                raise StoreUnavailable(
-                    f"the write is on the primary at data version {int(version)} but {acknowledged} of {replicas} "
-                    "replicas acknowledged it; retry (the retry returns this write)"
-                )
+            (ok, version), acknowledged = self._waited(
+                lambda pipe: self._commit(keys=self.keys.commit_keys, args=args, client=pipe), replicas
+            )
+            if ok == 1:
+                _require(acknowledged, replicas, f"the write is on the primary at data version {int(version)}")
         else:
             ok, version = self._commit(keys=self.keys.commit_keys, args=args)
         if ok == 3:
@@ -372,6 +379,13 @@ class Store:
         doubt, move the version above every version a process reported, tell replicas to re-snapshot."""
         version = self._recover(keys=self.keys.commit_keys, args=[STREAM_MAXLEN, reason, new_identity()])
         return int(version)
+
+
+def _require(acknowledged: int, replicas: int, what: str) -> None:
+    if acknowledged < replicas:
+        raise StoreUnavailable(
+            f"{what} but {acknowledged} of {replicas} replicas acknowledged it; retry (the retry returns it)"
+        )
 
 
 class LoadLockLost(RuntimeError):
