@@ -28,10 +28,6 @@ class EmbeddedRedisError(RuntimeError):
     pass
 
 
-# Owners in this process, by directory: a lock held through an owner whose server died may pass on.
-_OWNERS: dict[pathlib.Path, EmbeddedRedis] = {}
-
-
 def _dying_with_parent(args: list[str]) -> list[str]:
     """The command run so that it gets SIGTERM when its parent dies (util-linux ``setpriv``;
     without it, a leftover is still found and stopped by the next start)."""
@@ -107,12 +103,6 @@ class EmbeddedRedis:
         return self
 
     def _take_directory(self) -> None:
-        previous = _OWNERS.get(self.data_dir)
-        if previous is not None and previous is not self and previous._lock is not None and not previous.alive():
-            # This process's earlier owner lost its redis-server (killed): the directory is free again.
-            self._lock, previous._lock = previous._lock, None
-            _OWNERS[self.data_dir] = self
-            return
         lock = (self.data_dir / "embedded.lock").open("a+b")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -128,10 +118,6 @@ class EmbeddedRedis:
         lock.write(f"pid {os.getpid()}\n".encode())
         lock.flush()
         self._lock = lock
-        _OWNERS[self.data_dir] = self
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
     def _wait_ready(self, timeout: float) -> None:
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2, socket_timeout=0.5)

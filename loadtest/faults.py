@@ -531,10 +531,10 @@ class Stack:
         return server
 
     def kill9(self, server: EmbeddedRedis) -> None:
-        """``kill -9`` a redis-server (no shutdown, no final fsync) and reap it."""
+        """``kill -9`` a redis-server (no shutdown, no final fsync), reap it and free its directory."""
         assert server.process is not None
         server.process.send_signal(signal.SIGKILL)
-        server.process.wait(10)
+        server.stop()
 
     def load_dataset(self, redis_url: str, people: Sequence[dataset.Person]) -> None:
         path = self.workdir / "people.jsonl"

@@ -118,7 +118,7 @@ def test_checks_survive_redis_being_killed_until_the_staleness_bound(
 
     assert redis_server.process is not None
     redis_server.process.kill()
-    redis_server.process.wait()
+    redis_server.stop()  # reaps it and frees its data directory
 
     # Once the follower has certainly lost the feed (older than any blocking read), checks are still
     # answered from the replica, the same as before.
