@@ -151,12 +151,10 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         query = status_query(request, self.codes)
         if isinstance(query, Violations):
             abort(context, InvalidRequest(query.items))
-        if not self.replica.ready.is_set():  # "no record" would be a guess
-            abort(context, StoreUnavailable("The status data is not loaded yet; retry shortly."))
-        age = self.replica.age_seconds()
-        if age > self.profile.staleness_seconds:  # a definite answer from old data would be a guess too
-            self.metrics.stale_answers.labels("age").inc()
-            abort(context, StoreUnavailable(f"The status data is stale ({age:.0f} s old); retry later."))
+        cause = self._stale_cause()
+        if cause is not None:  # a definite answer ("no record", or a status) would be a guess
+            self.metrics.stale_answers.labels(cause).inc()
+            abort(context, StoreUnavailable(_STALE_STATUS[cause]))
         state = self.replica.state
         day = query.day or self.today()
         response = eligibility_pb2.GetPractitionerStatusResponse(
@@ -191,16 +189,22 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         if min_version > replica.state.version and not self._reached(min_version, context, patience):
             self.metrics.stale_answers.labels("min_data_version").inc()
             return replica.state, True
-        if not replica.ready.is_set():
-            self.metrics.stale_answers.labels("not_loaded").inc()
-            return replica.state, True
-        if not self._rules_match(replica.state):
-            self.metrics.stale_answers.labels("profile_mismatch").inc()
-            return replica.state, True
-        if replica.age_seconds() > self.profile.staleness_seconds:
-            self.metrics.stale_answers.labels("age").inc()
+        cause = self._stale_cause()
+        if cause is not None:
+            self.metrics.stale_answers.labels(cause).inc()
             return replica.state, True
         return replica.state, False
+
+    def _stale_cause(self) -> str | None:
+        """Why the replica's data may not be answered from (a ``stale_answers`` cause), or None."""
+        replica = self.replica
+        if not replica.ready.is_set():
+            return "not_loaded"
+        if not self._rules_match(replica.state):
+            return "profile_mismatch"
+        if replica.age_seconds() > self.profile.staleness_seconds:
+            return "age"
+        return None
 
     def _rules_match(self, state: ReplicaState) -> bool:
         """``rules_match`` once per fingerprint the data carries, not per check (it digests the profile's
@@ -223,6 +227,13 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
             return True
         patience.gave_up(version)
         return False
+
+
+_STALE_STATUS = {
+    "not_loaded": "The status data is not loaded yet; retry shortly.",
+    "profile_mismatch": "The stored data was derived under other rules than this server's profile; retry later.",
+    "age": "The status data is stale (older than the profile's bound); retry later.",
+}
 
 
 def _add_decision(decisions: Any, line: Line, outcome: Outcome) -> None:
