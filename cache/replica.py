@@ -255,9 +255,14 @@ class Follower:
         self._stop.set()
         self._thread.join(timeout)
 
+    def prime(self) -> bool:
+        """Load the first snapshot now, on the caller's thread (a supervisor does this before it forks
+        its workers, so they share the replica copy-on-write); False when the store is in doubt."""
+        return self._load_snapshot()
+
     def _run(self) -> None:
         backoff = 0.1
-        need_snapshot = True
+        need_snapshot = not self.replica.ready.is_set()  # a primed replica follows on from its snapshot
         while not self._stop.is_set():
             try:
                 if self.replica.doubt is not None:
