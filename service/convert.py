@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -31,12 +30,6 @@ def parse_day(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
-
-
-@functools.lru_cache(maxsize=4096)
-def proto_date(day: date) -> Date:
-    """A shared, read-only google.type.Date for ``day``: callers copy it, never change it."""
-    return to_proto_date(day)
 
 
 def to_proto_date(day: date) -> Date:

@@ -65,9 +65,20 @@ def method_handlers(service: ServiceDescriptor, servicer: object) -> dict[str, g
         handlers[method.name] = make(
             getattr(servicer, method.name),
             request_deserializer=tolerant(request_class),
-            response_serializer=response_class.SerializeToString,
+            response_serializer=_serializer(response_class),
         )
     return handlers
+
+
+def _serializer(message_class: type[Message]) -> Callable[[Message | bytes], bytes]:
+    """Serialize a response message, or pass on bytes a servicer encoded itself (the check path
+    assembles its responses from pre-encoded pieces: service/check/encoding.py)."""
+    serialize = message_class.SerializeToString
+
+    def serializer(response: Message | bytes) -> bytes:
+        return response if type(response) is bytes else serialize(response)  # type: ignore[arg-type]
+
+    return serializer
 
 
 def add_service(server: grpc.Server, service: ServiceDescriptor, servicer: object) -> None:

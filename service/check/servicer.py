@@ -7,11 +7,11 @@ bulk stream ``CheckClaims`` (what the stream adds is in service/check/stream.py)
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
 import grpc
 
@@ -20,11 +20,13 @@ from domain.errors import InvalidRequest, StoreUnavailable
 from domain.values import Status
 from domain.violations import Violations
 from gatekeeper.v1 import eligibility_pb2, eligibility_pb2_grpc
-from service.check.decision import Line, Outcome, decide_claim
+from service.check.decision import Outcome, decide_line
 from service.check.decision_log import DecisionLog
+from service.check.encoding import decision_entry, outcome_fields, response_bytes
+from service.check.recall import Decided, Recall
 from service.check.stream import Patience, StreamSlots, at_position
-from service.check.validation import Codes, check_claim, status_query
-from service.convert import proto_date, set_date, status_value
+from service.check.validation import CheckedLine, Codes, checked_lines, status_query
+from service.convert import set_date, status_value
 from service.errors import abort
 from service.metrics import Metrics
 from service.rules.profile import Profile, rules_match
@@ -93,21 +95,23 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         self.watches = watches
         self.waits = Waits(replica, limits)
         self.streams = StreamSlots(limits.max_streams)
+        self.recall = Recall()
         self._rules_checked: tuple[str, bool] | None = None  # (the data's rules fingerprint, whether it matches)
         metrics.waiting_checks.set_function(lambda: self.waits.waiting)
         metrics.bulk_streams.set_function(lambda: self.streams.open)
 
-    def CheckClaim(
+    # Both answer pre-encoded bytes (service/check/encoding.py), which service.tolerant passes on.
+    def CheckClaim(  # type: ignore[override]
         self, request: eligibility_pb2.CheckClaimRequest, context: grpc.ServicerContext
-    ) -> eligibility_pb2.CheckClaimResponse:
+    ) -> bytes:
         answer = self.decide(request, context)
         if isinstance(answer, Violations):
             abort(context, InvalidRequest(answer.items))
         return answer
 
-    def CheckClaims(
+    def CheckClaims(  # type: ignore[override]
         self, requests: Iterator[eligibility_pb2.CheckClaimRequest], context: grpc.ServicerContext
-    ) -> Iterator[eligibility_pb2.CheckClaimResponse]:
+    ) -> Iterator[bytes]:
         """One answer per request, in order, each yielded (and sent) before the next request is read."""
         leave = self.streams.enter(context)
         try:
@@ -125,25 +129,44 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         request: eligibility_pb2.CheckClaimRequest,
         context: grpc.ServicerContext,
         patience: Patience | None = None,
-    ) -> eligibility_pb2.CheckClaimResponse | Violations:
-        """Validate and decide one claim: its response (decisions counted and logged), or every
+    ) -> bytes | Violations:
+        """Validate and decide one claim: its response's bytes (decisions counted and logged), or every
         violation (nothing decided). ``patience``: a stream's memory of versions waited for in vain."""
-        lines = check_claim(request, self.codes, self.limits.max_lines)
+        lines = checked_lines(request, self.codes, self.limits.max_lines, self.recall.lines)
         if isinstance(lines, Violations):
             return lines
         state, stale = self._state_for(request.min_data_version, context, patience)
         institution = request.institution_code
-        outcomes = decide_claim(lines, institution, state.people, self.profile, stale=stale)
-        response = eligibility_pb2.CheckClaimResponse(
-            claim_id=request.claim_id, data_version=state.version, policy_id=self.profile.policy_id
-        )
-        decisions = response.decisions
-        for line, outcome in zip(lines, outcomes, strict=True):
-            _add_decision(decisions, line, outcome)
+        entries, outcomes = self._answer(lines, institution, state, stale)
+        response = response_bytes(request.claim_id, entries, state.version, self.profile.policy_id)
         self.metrics.claim_lines.observe(len(lines))
         self.metrics.count_decisions((o.decision, o.reason) for o in outcomes)
-        self.decision_log.record(request.claim_id, institution, lines, outcomes, state.version, self.profile.policy_id)
+        if self.decision_log.mode != "off":
+            logged = [dataclasses.replace(line, line_id=line_id) for line_id, _key, line in lines]
+            self.decision_log.record(
+                request.claim_id, institution, logged, outcomes, state.version, self.profile.policy_id
+            )
         return response
+
+    def _answer(
+        self, lines: list[CheckedLine], institution: str, state: ReplicaState, stale: bool
+    ) -> tuple[list[bytes], list[Outcome]]:
+        """Each line's response entry and outcome, in order; a line decided before under this state
+        is recalled, not decided again (service/check/recall.py)."""
+        people, profile = state.people, self.profile
+        decided = self.recall.decided(state)
+        recalled = decided.entries.get
+        entries, outcomes = [], []
+        for line_id, key, line in lines:
+            found = None if stale else recalled((institution, key))
+            if found is None:
+                outcome = decide_line(line, institution, people, profile, stale=stale)
+                found = Decided(outcome, outcome_fields(outcome))
+                if not stale:
+                    decided.put((institution, key), found)
+            entries.append(decision_entry(line_id, found.fields))
+            outcomes.append(found.outcome)
+        return entries, outcomes
 
     def GetPractitionerStatus(
         self, request: eligibility_pb2.GetPractitionerStatusRequest, context: grpc.ServicerContext
@@ -234,24 +257,3 @@ _STALE_STATUS = {
     "profile_mismatch": "The stored data was derived under other rules than this server's profile; retry later.",
     "age": "The status data is stale (older than the profile's bound); retry later.",
 }
-
-
-def _add_decision(decisions: Any, line: Line, outcome: Outcome) -> None:
-    """Append one LineDecision in a single call (the hot loop: fields as keyword arguments)."""
-    window = outcome.window
-    if window is None:  # nothing known of the person: no status, no window
-        status, since, until = None, None, None
-    else:
-        status = window.status
-        since = proto_date(window.since) if window.since else None
-        until = proto_date(window.until) if window.until else None
-    decisions.add(
-        line_id=line.line_id,
-        decision=outcome.decision,
-        reason=outcome.reason,
-        practitioner_code=outcome.practitioner_code,
-        status=status,
-        status_since=since,
-        status_until=until,
-        message=outcome.message,
-    )

@@ -5,6 +5,7 @@ Pure functions from protobuf requests to domain values or a list of violations.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from domain.values import CareType
 from domain.violations import Violations
 from gatekeeper.v1 import eligibility_pb2
 from service.check.decision import Line
+from service.check.recall import Bounded, LineKey
 from service.rules.profile import Profile
 
 MAX_ID_LENGTH = 64
@@ -77,41 +79,83 @@ def required_date(message: object, name: str, path: str, out: Violations) -> dat
     return to_date(getattr(message, name), path, out)
 
 
+CheckedLine = tuple[str, LineKey, Line]  # (line id, what decides the line, the line without its id)
+
+
 def check_claim(request: eligibility_pb2.CheckClaimRequest, codes: Codes, max_lines: int) -> list[Line] | Violations:
-    """The claim's lines, or every violation. Valid claims take a fast path that builds no
-    field paths; anything else is walked again field by field to name every problem."""
+    """The claim's lines, or every violation (``checked_lines`` without a memory of lines seen)."""
+    found = checked_lines(request, codes, max_lines, Bounded(0))
+    if isinstance(found, Violations):
+        return found
+    return [dataclasses.replace(line, line_id=line_id) for line_id, _key, line in found]
+
+
+def checked_lines(
+    request: eligibility_pb2.CheckClaimRequest, codes: Codes, max_lines: int, known: Bounded[LineKey, Line]
+) -> list[CheckedLine] | Violations:
+    """The claim's lines, or every violation. Valid claims take a fast path that builds no field
+    paths and validates each distinct line once (``known``: lines validated before, see
+    service/check/recall.py); anything else is walked again field by field to name every problem."""
     header_ok = _ID.fullmatch(request.claim_id) and codes.institution.fullmatch(request.institution_code)
     if header_ok and 0 < len(request.lines) <= max_lines:
-        lines = _fast_lines(request.lines, codes)
+        lines = _fast_lines(request.lines, codes, known)
         if lines is not None:
             return lines
-    return _claim_violations(request, codes, max_lines)
+    found = _claim_violations(request, codes, max_lines)
+    if isinstance(found, Violations):
+        return found
+    return [(line.line_id, line_key(proto), dataclasses.replace(line, line_id="")) for line, proto in
+            zip(found, request.lines, strict=True)]  # fmt: skip
+
+
+def line_key(line: eligibility_pb2.ClaimLine) -> LineKey:
+    d = line.service_date
+    return (line.practitioner_code, line.dispenser_code, d.year, d.month, d.day, line.care_type, line.med_type)
 
 
 _CARE_BY_NUMBER = {int(c): c for c in CareType}
 
 
-def _fast_lines(lines: Sequence[eligibility_pb2.ClaimLine], codes: Codes) -> list[Line] | None:
-    valid_id, practitioner, med_type = _ID.fullmatch, codes.practitioner.fullmatch, _MED_TYPE.fullmatch
-    out = []
+def _fast_lines(
+    lines: Sequence[eligibility_pb2.ClaimLine], codes: Codes, known: Bounded[LineKey, Line]
+) -> list[CheckedLine] | None:
+    valid_id, seen = _ID.fullmatch, known.entries.get
+    out: list[CheckedLine] = []
     for line in lines:
-        line_id, code, dispenser, med = line.line_id, line.practitioner_code, line.dispenser_code, line.med_type
-        care = _CARE_BY_NUMBER.get(line.care_type)
-        if not (valid_id(line_id) and practitioner(code)) or care is None or not line.HasField("service_date"):
+        d = line.service_date  # an unset date reads 0-0-0, which is never valid, so never known
+        key = (line.practitioner_code, line.dispenser_code, d.year, d.month, d.day, line.care_type, line.med_type)
+        template = seen(key)
+        if template is None:
+            template = _valid_line(line, codes)
+            if template is None:
+                return None
+            known.put(key, template)
+        line_id = line.line_id
+        if not valid_id(line_id):
             return None
-        if (dispenser and not practitioner(dispenser)) or (med and not med_type(med)):
-            return None
-        d = line.service_date
-        try:
-            day = date(d.year, d.month, d.day)
-        except ValueError:
-            return None
-        if not EARLIEST <= day <= LATEST:
-            return None
-        out.append(Line(line_id, code, day, dispenser, care, med))
-    if len(out) > 1 and len({line.line_id for line in out}) != len(out):
+        out.append((line_id, key, template))
+    if len(out) > 1 and len({line[0] for line in out}) != len(out):
         return None
     return out
+
+
+def _valid_line(line: eligibility_pb2.ClaimLine, codes: Codes) -> Line | None:
+    """The line without its id when every other field is valid, else None."""
+    practitioner = codes.practitioner.fullmatch
+    code, dispenser, med = line.practitioner_code, line.dispenser_code, line.med_type
+    care = _CARE_BY_NUMBER.get(line.care_type)
+    if not practitioner(code) or care is None or not line.HasField("service_date"):
+        return None
+    if (dispenser and not practitioner(dispenser)) or (med and not _MED_TYPE.fullmatch(med)):
+        return None
+    d = line.service_date
+    try:
+        day = date(d.year, d.month, d.day)
+    except ValueError:
+        return None
+    if not EARLIEST <= day <= LATEST:
+        return None
+    return Line("", code, day, dispenser, care, med)
 
 
 def _claim_violations(
