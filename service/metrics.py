@@ -6,6 +6,8 @@ personal data); the decision log carries those.
 
 from __future__ import annotations
 
+import os
+import pathlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -285,13 +287,56 @@ class _FollowerMetrics:
         self.in_doubt.set(float(s.in_doubt))
 
 
-def multiprocess_registry(profile_id: str, profile_name: str) -> CollectorRegistry:
-    """The registry of a supervisor's /metrics: every worker's values merged from their files, and the
-    profile (an Info, which multiprocess mode does not share) from the supervisor itself."""
+class _ProcessTreeCollector(Collector):
+    """``process_resident_memory_bytes`` and ``process_cpu_seconds_total`` of a supervisor and its
+    workers together (the dashboards' names; multiprocess mode has no process metrics of its own).
+    Memory is the sum of proportional set sizes: pages the workers share are counted once."""
+
+    def __init__(self, workers: Callable[[], Iterable[int]]) -> None:
+        self.workers = workers
+
+    def collect(self) -> Iterable[Metric]:
+        pids = [os.getpid(), *self.workers()]
+        reaped = os.times()
+        cpu = reaped.user + reaped.system + reaped.children_user + reaped.children_system
+        pss = 0.0
+        for pid in pids[1:]:
+            cpu += _cpu_seconds(pid)
+        for pid in pids:
+            pss += _pss_bytes(pid)
+        yield GaugeMetricFamily("process_resident_memory_bytes", "Resident memory size in bytes.", value=pss)
+        yield CounterMetricFamily("process_cpu_seconds", "Total user and system CPU time spent in seconds.", value=cpu)
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0  # exited meanwhile: counted among the reaped children once the supervisor waits for it
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pss_bytes(pid: int) -> float:
+    try:
+        for line in pathlib.Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def multiprocess_registry(
+    profile_id: str, profile_name: str, workers: Callable[[], Iterable[int]]
+) -> CollectorRegistry:
+    """The registry of a supervisor's /metrics: every worker's values merged from their files, the
+    profile (an Info, which multiprocess mode does not share) from the supervisor itself, and the
+    memory and CPU of the whole process tree."""
     from prometheus_client import multiprocess
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(_ProcessTreeCollector(workers))
     Info("gatekeeper_profile", "The active regional profile.", registry=registry).info(
         {"policy_id": profile_id, "name": profile_name}
     )

@@ -132,7 +132,7 @@ class _Supervisor:
 
         from service.metrics import multiprocess_registry
 
-        registry = multiprocess_registry(self.profile.policy_id, self.profile.name)
+        registry = multiprocess_registry(self.profile.policy_id, self.profile.name, lambda: list(self.workers))
         http, _thread = start_http_server(self.settings.metrics_port, addr=self.settings.host, registry=registry)
         self.held.append(http.socket)
 

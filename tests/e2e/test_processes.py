@@ -199,6 +199,11 @@ def test_both_workers_answer_see_every_write_and_are_counted_together(supervise:
         # Every channel checked at least twice across both workers; the scrape sums them all.
         counted = poll(lambda: (n := checks_counted(supervised) - before) >= 2 * CHANNELS and n, timeout=EXIT)
         assert counted >= 2 * CHANNELS
+        text = scrape(supervised.metrics_port)
+        for name in ("process_resident_memory_bytes", "process_cpu_seconds_total", "gatekeeper_profile_info{",
+                     "gatekeeper_replica_data_version", "gatekeeper_replica_in_doubt 0.0"):  # fmt: skip
+            assert name in text, name  # the dashboards' series, with their single-process label sets
+        assert "pid=" not in text  # every gauge merges its workers (multiprocess_mode), none is per pid
     finally:
         for channel in channels:
             channel.close()
