@@ -89,7 +89,8 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def _redis(settings: Settings, profile: Profile, running: Running) -> Store:
+def open_store(settings: Settings, profile: Profile, running: Running) -> Store:
+    """The configured Redis, or the embedded one (stopped with ``running``, demo data loaded)."""
     if settings.redis_url:
         return Store(connect(settings.redis_url))
     embedded = EmbeddedRedis(pathlib.Path(settings.data_dir) / "redis").start()
@@ -104,26 +105,46 @@ def _redis(settings: Settings, profile: Profile, running: Running) -> Store:
     return store
 
 
-def start(settings: Settings, *, registry: CollectorRegistry = REGISTRY) -> Running:
+@dataclass(frozen=True, slots=True)
+class Inherited:
+    """What a worker of ``serve --processes N`` (service/processes.py) gets from its supervisor: the
+    replica primed with the startup snapshot (shared copy-on-write), the Redis in use, and the ports
+    every worker listens on with SO_REUSEPORT. Metrics go to the supervisor's /metrics (multiprocess)."""
+
+    replica: Replica
+    redis_url: str
+    check_port: int
+    admin_port: int  # 0: off
+
+
+def start(settings: Settings, *, registry: CollectorRegistry = REGISTRY, inherited: Inherited | None = None) -> Running:
     profile = load_profile(settings.profile)
-    replica = Replica()
+    replica = inherited.replica if inherited else Replica()
     running = Running(0, 0, settings.redis_url or "", replica)
     try:
-        _start(settings, profile, registry, running)
+        _start(settings, profile, registry, running, inherited)
     except BaseException:
         running.stop()
         raise
     return running
 
 
-def _start(settings: Settings, profile: Profile, registry: CollectorRegistry, running: Running) -> None:
-    store = _redis(settings, profile, running)
+def _start(
+    settings: Settings, profile: Profile, registry: CollectorRegistry, running: Running, inherited: Inherited | None
+) -> None:
+    if inherited is None:
+        store = open_store(settings, profile, running)
+        ports = Ports(settings.port, settings.effective_admin_port, reuse=False)
+    else:  # a connection of its own: a forked worker shares no socket with its supervisor
+        store = Store(connect(inherited.redis_url))
+        running.redis_url = inherited.redis_url
+        ports = Ports(inherited.check_port, inherited.admin_port, reuse=True)
     replica = running.replica
-    follower = Follower(replica, store)
+    follower = Follower(replica, store)  # on a primed replica: follows on from its snapshot's place in the feed
     follower.start()
     running.on_stop(follower.stop)
 
-    metrics = Metrics(registry)
+    metrics = Metrics(registry, multiprocess=inherited is not None)
     metrics.profile.info({"policy_id": profile.policy_id, "name": profile.name})
     metrics.watch_replica(
         version=lambda: replica.state.version,
@@ -137,6 +158,8 @@ def _start(settings: Settings, profile: Profile, registry: CollectorRegistry, ru
     running.on_stop(stopping.set)
     reporter = HealthReporter(health_servicer, ("", CHECK_SERVICE, REGISTRY_SERVICE), replica, profile)
     reporter.start(stopping)
+    if metrics.multiprocess:
+        _refresh_periodically(metrics, stopping)
     running.begin_shutdown = lambda: _begin_shutdown(stopping, health_servicer, replica)
     rpc_metrics = RpcMetrics(metrics)
 
@@ -163,7 +186,7 @@ def _start(settings: Settings, profile: Profile, registry: CollectorRegistry, ru
     tls = _tls(settings, running)
     running.check_port = _serve(
         running,
-        f"{settings.host}:{settings.port}",
+        f"{settings.host}:{ports.check}",
         check_services(check, health_servicer),
         # Waiting checks, watchers and bulk streams get threads of their own, so they never take the ones
         # that answer the rest.
@@ -172,8 +195,9 @@ def _start(settings: Settings, profile: Profile, registry: CollectorRegistry, ru
             settings.max_concurrent_rpcs,
         ),
         tls.check if tls else None,
+        reuse_port=ports.reuse,
     )
-    if settings.effective_admin_port:
+    if ports.admin:
         guard = AdminGuard(_access(settings), metrics.admin_auth_failures)
         writes = RegistryServicer(
             store,
@@ -185,13 +209,14 @@ def _start(settings: Settings, profile: Profile, registry: CollectorRegistry, ru
         protected = guard.protect(undecodable.protect(writes, REGISTRY_DESCRIPTOR), REGISTRY_DESCRIPTOR)
         running.admin_port = _serve(
             running,
-            f"{settings.admin_host}:{settings.effective_admin_port}",
+            f"{settings.admin_host}:{ports.admin}",
             admin_services(rpc_metrics.instrument(protected, REGISTRY_DESCRIPTOR), health_servicer),
             ServerShape(settings.workers, settings.max_concurrent_rpcs),
             tls.admin if tls else None,
+            reuse_port=ports.reuse,
         )
 
-    if settings.metrics_port:
+    if settings.metrics_port and inherited is None:  # a worker's metrics are served by its supervisor
         http, _thread = metrics.serve_http(settings.metrics_port, settings.host)
         running.on_stop(http.shutdown)
     log.info(
@@ -204,6 +229,24 @@ def _start(settings: Settings, profile: Profile, registry: CollectorRegistry, ru
             "policy_id": profile.policy_id,
         },
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    check: int
+    admin: int  # 0: off
+    reuse: bool  # SO_REUSEPORT: the workers of one supervisor share them
+
+
+def _refresh_periodically(metrics: Metrics, stopping: threading.Event, interval: float = 0.25) -> None:
+    """Write the figures a single process reads at scrape time into the shared metric files."""
+
+    def run() -> None:
+        while not stopping.is_set():
+            metrics.refresh()
+            stopping.wait(interval)
+
+    threading.Thread(target=run, name="metrics-refresh", daemon=True).start()
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +290,8 @@ def _serve(
     register: Callable[[grpc.Server], None],
     shape: ServerShape,
     tls: ReloadingCredentials | None,
+    *,
+    reuse_port: bool,
 ) -> int:
     """Start a gRPC server that stops with the process; returns its port."""
     server, port = create_server(
@@ -255,6 +300,7 @@ def _serve(
         workers=shape.threads,
         credentials=tls.server_credentials() if tls else None,
         max_concurrent_rpcs=shape.max_concurrent_rpcs,
+        reuse_port=reuse_port,
     )
     server.start()
     running.on_stop(lambda: _stop_server(server))
@@ -274,7 +320,11 @@ def _begin_shutdown(stopping: threading.Event, health_servicer: Any, replica: Re
 
 
 def serve(settings: Settings) -> int:
-    running = start(settings)
+    return run_until_signalled(start(settings))
+
+
+def run_until_signalled(running: Running) -> int:
+    """Serve until SIGTERM or SIGINT, then drain; SIGHUP takes the certificate files again."""
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())

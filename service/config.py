@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import pathlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +69,13 @@ SETTINGS: tuple[Spec, ...] = (
         int,
     ),
     Spec("metrics_port", 9464, "Prometheus /metrics HTTP port; 0: off", int),
+    Spec(
+        "processes",
+        1,
+        "serving processes forked after the snapshot is loaded, sharing the ports (docs/processes.md); "
+        "0: one per available core",
+        int,
+    ),
     Spec("max_lines", 1000, "most lines one CheckClaim may carry", int),
     Spec("min_version_wait_ms", 500, "longest a check waits for min_data_version before answering STALE_DATA", int),
     Spec("workers", 16, "gRPC worker threads per server that answer checks and writes", int),
@@ -115,6 +123,19 @@ class ConfigError(ValueError):
 
 class BindError(ConfigError):
     """An address cannot be served (taken by another process); the message names it."""
+
+
+def available_cores(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """Cores this process may run on: its CPU affinity, capped by a cgroup v2 CPU quota (a container's
+    CPU limit, rounded up), since affinity alone shows every core of the host."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = pathlib.Path(cpu_max).read_text().split()  # "max 100000" or "200000 100000"
+    except (OSError, ValueError):
+        return cores
+    if quota == "max":
+        return cores
+    return max(1, min(cores, -(-int(quota) // int(period))))
 
 
 def is_loopback(host: str) -> bool:
@@ -195,6 +216,7 @@ class Settings:
     log_format: str
     log_level: str
     write_replicas: int = 0
+    processes: int = 1
 
     def __post_init__(self) -> None:
         ports = {"port": self.port, "admin_port": self.admin_port or 0, "metrics_port": self.metrics_port}
@@ -211,6 +233,8 @@ class Settings:
         for name, value in positive.items():
             if value < 1:
                 raise ConfigError(f"{SPECS[name].env}: must be at least 1, got {value}")
+        if self.processes < 0:
+            raise ConfigError(f"{SPECS['processes'].env}: must not be negative (0: one per available core)")
         if self.write_replicas < 0:
             raise ConfigError(f"{SPECS['write_replicas'].env}: must not be negative")
         if self.min_version_wait_ms < 0:
@@ -244,6 +268,11 @@ class Settings:
     @property
     def embedded(self) -> bool:
         return not self.redis_url
+
+    @property
+    def effective_processes(self) -> int:
+        """``processes``, with 0 read as one per core this process may use (affinity and cgroup quota)."""
+        return self.processes or available_cores()
 
     @property
     def effective_admin_port(self) -> int:

@@ -6,6 +6,8 @@ personal data); the decision log carries those.
 
 from __future__ import annotations
 
+import os
+import pathlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -50,11 +52,33 @@ T = TypeVar("T")
 AUTH_FAILURE_REASONS = ("no_credentials", "malformed_credentials", "unknown_token", "unknown_certificate", "role")
 
 
-class Metrics:
-    """All metrics of one process, on one registry (tests pass a fresh one)."""
+class _Gauge(Gauge):
+    """A gauge whose ``set_function`` also works under multiprocess mode, where values live in files
+    and a function is never called at scrape time: ``refresh`` writes the function's value."""
 
-    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+    _function: Callable[[], float] | None = None
+
+    def set_function(self, f: Callable[[], float]) -> None:
+        super().set_function(f)
+        self._function = f
+
+    def refresh(self) -> None:
+        if self._function is not None:
+            self.set(self._function())
+
+
+class Metrics:
+    """All metrics of one process, on one registry (tests pass a fresh one).
+
+    ``multiprocess``: a worker of ``serve --processes N`` (prometheus-client multiprocess mode, values
+    in files the supervisor's /metrics merges); its read-at-scrape-time figures are written by
+    ``refresh``, which the worker calls periodically.
+    """
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY, *, multiprocess: bool = False) -> None:
         self.registry = registry
+        self.multiprocess = multiprocess
+        self._refreshers: list[Callable[[], None]] = []
         self.started = Counter(
             "grpc_server_started_total", "RPCs started on the server.", _RPC_LABELS, registry=registry
         )
@@ -88,18 +112,25 @@ class Metrics:
             "gatekeeper_claim_lines", "Lines per CheckClaim request.", buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
             registry=registry,
         )  # fmt: skip
-        self.replica_version = Gauge(
-            "gatekeeper_replica_data_version", "Data version the replica holds.", registry=registry
-        )
-        self.replica_age = Gauge(
+        # multiprocess_mode: how the workers' values of a gauge merge under `serve --processes N` (live*: a
+        # dead worker's value is dropped); ignored by a single process.
+        self.replica_version = _Gauge(
+            "gatekeeper_replica_data_version", "Data version the replica holds.", registry=registry,
+            multiprocess_mode="livemin",
+        )  # fmt: skip
+        self.replica_age = _Gauge(
             "gatekeeper_replica_age_seconds",
             "Seconds since the replica last confirmed it is current.",
             registry=registry,
+            multiprocess_mode="livemax",
         )
-        self.replica_people = Gauge("gatekeeper_replica_people", "People in the replica.", registry=registry)
-        self.replica_ready = Gauge(
-            "gatekeeper_replica_ready", "1 once the first snapshot is loaded.", registry=registry
+        self.replica_people = _Gauge(
+            "gatekeeper_replica_people", "People in the replica.", registry=registry, multiprocess_mode="livemax"
         )
+        self.replica_ready = _Gauge(
+            "gatekeeper_replica_ready", "1 once the first snapshot is loaded.", registry=registry,
+            multiprocess_mode="livemin",
+        )  # fmt: skip
         self.stale_answers = Counter(
             "gatekeeper_stale_answers_total",
             "Checks answered REVIEW/STALE_DATA, by cause.",
@@ -117,15 +148,21 @@ class Metrics:
         )
         for reason in AUTH_FAILURE_REASONS:  # every series exists from the start, so rates and alerts see 0
             self.admin_auth_failures.labels(reason)
-        self.waiting_checks = Gauge(
-            "gatekeeper_waiting_checks", "Checks waiting for their min_data_version now.", registry=registry
+        self.waiting_checks = _Gauge(
+            "gatekeeper_waiting_checks", "Checks waiting for their min_data_version now.", registry=registry,
+            multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.watchers = _Gauge(
+            "gatekeeper_watchers", "WatchStatusChanges streams open.", registry=registry, multiprocess_mode="livesum"
         )
-        self.watchers = Gauge("gatekeeper_watchers", "WatchStatusChanges streams open.", registry=registry)
-        self.bulk_streams = Gauge("gatekeeper_bulk_streams", "CheckClaims streams open.", registry=registry)
-        self.watch_lag = Gauge(
+        self.bulk_streams = _Gauge(
+            "gatekeeper_bulk_streams", "CheckClaims streams open.", registry=registry, multiprocess_mode="livesum"
+        )
+        self.watch_lag = _Gauge(
             "gatekeeper_watch_lag_versions",
             "Data versions the slowest watcher is behind the replica.",
             registry=registry,
+            multiprocess_mode="livemax",
         )
         self.undecodable = Counter(
             "gatekeeper_undecodable_requests_total",
@@ -159,7 +196,18 @@ class Metrics:
 
     def watch_follower(self, stats: FollowerStats) -> None:
         """Export the change-feed follower's counts (Redis errors, snapshots, feed lag) at scrape time."""
-        self.registry.register(_FollowerCollector(stats))
+        if self.multiprocess:
+            self._refreshers.append(_FollowerMetrics(stats, self.registry).refresh)
+        else:
+            self.registry.register(_FollowerCollector(stats))
+
+    def refresh(self) -> None:
+        """Write the figures that a single process reads at scrape time (multiprocess mode only)."""
+        for gauge in (self.replica_version, self.replica_age, self.replica_people, self.replica_ready,
+                      self.waiting_checks, self.watchers, self.bulk_streams, self.watch_lag):  # fmt: skip
+            gauge.refresh()
+        for refresh in self._refreshers:
+            refresh()
 
     def serve_http(self, port: int, addr: str = "0.0.0.0") -> Any:
         return start_http_server(port, addr=addr, registry=self.registry)
@@ -196,6 +244,103 @@ class _FollowerCollector(Collector):
             "1 while the replica distrusts the store (emptied, replaced or behind): NOT_SERVING, writes refused.",
             value=float(s.in_doubt),
         )
+
+
+class _FollowerMetrics:
+    """The follower's figures as file-backed metrics (multiprocess mode), with the names and help of
+    ``_FollowerCollector``: counters advance by what the follower counted since the last refresh."""
+
+    def __init__(self, stats: FollowerStats, registry: CollectorRegistry) -> None:
+        self.stats = stats
+        self.counters = {
+            name: Counter(f"gatekeeper_{name}", help_text, registry=registry)
+            for name, help_text in (
+                ("redis_errors", "Failed syncs of the replica with Redis (down, timing out, failing over)."),
+                ("replica_snapshots", "Full snapshot loads of the replica: at start, after a load, a feed gap or "
+                 "Redis losing data."),
+                ("replica_bad_entries", "Change-feed entries the replica could not apply (each answered by a "
+                 "fresh snapshot)."),
+            )
+        }  # fmt: skip
+        self.counted = dict.fromkeys(self.counters, 0)
+        self.feed_lag = Gauge(
+            "gatekeeper_replica_feed_lag_seconds",
+            "Seconds from the last applied change's commit in Redis to its application in this replica.",
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.in_doubt = Gauge(
+            "gatekeeper_replica_in_doubt",
+            "1 while the replica distrusts the store (emptied, replaced or behind): NOT_SERVING, writes refused.",
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+
+    def refresh(self) -> None:
+        s = self.stats
+        now = {"redis_errors": s.errors, "replica_snapshots": s.snapshots, "replica_bad_entries": s.bad_entries}
+        for name, value in now.items():
+            if value > self.counted[name]:
+                self.counters[name].inc(value - self.counted[name])
+                self.counted[name] = value
+        self.feed_lag.set(s.feed_lag_seconds)
+        self.in_doubt.set(float(s.in_doubt))
+
+
+class _ProcessTreeCollector(Collector):
+    """``process_resident_memory_bytes`` and ``process_cpu_seconds_total`` of a supervisor and its
+    workers together (the dashboards' names; multiprocess mode has no process metrics of its own).
+    Memory is the sum of proportional set sizes: pages the workers share are counted once."""
+
+    def __init__(self, workers: Callable[[], Iterable[int]]) -> None:
+        self.workers = workers
+
+    def collect(self) -> Iterable[Metric]:
+        pids = [os.getpid(), *self.workers()]
+        reaped = os.times()
+        cpu = reaped.user + reaped.system + reaped.children_user + reaped.children_system
+        pss = 0.0
+        for pid in pids[1:]:
+            cpu += _cpu_seconds(pid)
+        for pid in pids:
+            pss += _pss_bytes(pid)
+        yield GaugeMetricFamily("process_resident_memory_bytes", "Resident memory size in bytes.", value=pss)
+        yield CounterMetricFamily("process_cpu_seconds", "Total user and system CPU time spent in seconds.", value=cpu)
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0  # exited meanwhile: counted among the reaped children once the supervisor waits for it
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pss_bytes(pid: int) -> float:
+    try:
+        for line in pathlib.Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def multiprocess_registry(
+    profile_id: str, profile_name: str, workers: Callable[[], Iterable[int]]
+) -> CollectorRegistry:
+    """The registry of a supervisor's /metrics: every worker's values merged from their files, the
+    profile (an Info, which multiprocess mode does not share) from the supervisor itself, and the
+    memory and CPU of the whole process tree."""
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(_ProcessTreeCollector(workers))
+    Info("gatekeeper_profile", "The active regional profile.", registry=registry).info(
+        {"policy_id": profile_id, "name": profile_name}
+    )
+    return registry
 
 
 def _final_code(context: Any) -> grpc.StatusCode:

@@ -99,6 +99,32 @@ def _refuse_taken(address: str) -> None:
                 ) from error
 
 
+def reserve_port(address: str) -> tuple[int, list[socket.socket]]:
+    """Hold ``address``'s port for the workers of one supervisor (service/processes.py): refused, as a
+    single process would be, when another process listens there; then bound (not listening) with
+    SO_REUSEPORT on every address the name resolves to, so the workers can bind it too, with port 0
+    replaced by a free port they all share. Returns the port and the sockets to keep open meanwhile."""
+    _refuse_taken(address)
+    host, _, text = address.rpartition(":")
+    port, held = int(text), []
+    try:
+        found = socket.getaddrinfo(host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _name, sockaddr in found:
+            sock = socket.socket(family, kind, proto)
+            held.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((sockaddr[0], port, *sockaddr[2:]))
+            port = port or int(sock.getsockname()[1])  # the first free port; the other addresses take it too
+    except OSError as error:
+        for sock in held:
+            sock.close()
+        raise BindError(f"cannot listen on {address}: {error}") from error
+    return port, held
+
+
 def new_health() -> health.HealthServicer:
     """Health starts NOT_SERVING; the app flips it once the replica holds data."""
     servicer = health.HealthServicer()

@@ -218,10 +218,16 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from service import app, logs  # the server stack loads only for `serve`
+    from service import logs  # the server stack loads only for `serve`
 
     settings = config.Settings.from_args(args)
     logs.configure(settings.log_level, settings.log_format)
+    if settings.effective_processes > 1:
+        from service import processes  # before the server stack: it sets up multiprocess metrics first
+
+        return processes.serve(settings)
+    from service import app
+
     return app.serve(settings)
 
 
