@@ -30,6 +30,7 @@ from service.config import Settings
 from service.convert import today_in_china
 from service.health import HealthReporter
 from service.metrics import Metrics, RpcMetrics
+from service.pool import Pool
 from service.registry.dataset import read_dataset
 from service.registry.servicer import RegistryServicer
 from service.rules.profile import Profile, load_profile
@@ -169,7 +170,12 @@ def _start(
     hub = WatchHub()
     replica.on_change(hub.published)
     metrics.watch_watchers(count=hub.watchers, lag=hub.max_lag)
-    watches = Watches(replica, hub, Codes.of(profile), today_in_china, max_watchers=settings.max_watchers)
+    # Waiting checks, watchers and bulk streams lend their thread's place while they block, so they
+    # never take the threads that answer the rest (service/pool.py).
+    spare = settings.max_waiting_checks + settings.max_watchers + limits.max_streams
+    check_pool = Pool(settings.workers, settings.workers + spare)
+    watches = Watches(replica, hub, Codes.of(profile), today_in_china, max_watchers=settings.max_watchers,
+                      lend=check_pool.lend)  # fmt: skip
     eligibility = EligibilityServicer(
         replica,
         profile,
@@ -178,6 +184,7 @@ def _start(
         decision_log=decision_log,
         today=today_in_china,
         watches=watches,
+        lend=check_pool.lend,
     )
     undecodable = RejectUndecodable(metrics.undecodable)
     positions = NameStreamPositions(metrics.undecodable)  # a stream's bad bytes are named requests[N]
@@ -188,12 +195,7 @@ def _start(
         running,
         f"{settings.host}:{ports.check}",
         check_services(check, health_servicer),
-        # Waiting checks, watchers and bulk streams get threads of their own, so they never take the ones
-        # that answer the rest.
-        ServerShape(
-            settings.workers + settings.max_waiting_checks + settings.max_watchers + limits.max_streams,
-            settings.max_concurrent_rpcs,
-        ),
+        ServerShape(settings.workers, settings.max_concurrent_rpcs, check_pool),
         tls.check if tls else None,
         reuse_port=ports.reuse,
     )
@@ -253,6 +255,7 @@ def _refresh_periodically(metrics: Metrics, stopping: threading.Event, interval:
 class ServerShape:
     threads: int
     max_concurrent_rpcs: int
+    pool: Pool | None = None  # None: ``threads`` threads
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +301,7 @@ def _serve(
         address,
         register,
         workers=shape.threads,
+        pool=shape.pool,
         credentials=tls.server_credentials() if tls else None,
         max_concurrent_rpcs=shape.max_concurrent_rpcs,
         reuse_port=reuse_port,

@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from gatekeeper.v1 import eligibility_pb2, registry_pb2, registry_pb2_grpc
 from service.check.servicer import EligibilityServicer
 from service.config import BindError
+from service.pool import Pool
 from service.tolerant import add_service
 
 CHECK_DESCRIPTOR = eligibility_pb2.DESCRIPTOR.services_by_name["EligibilityService"]
@@ -45,15 +46,17 @@ def create_server(
     credentials: grpc.ServerCredentials | None = None,
     max_concurrent_rpcs: int | None = None,
     reuse_port: bool = False,
+    pool: futures.Executor | None = None,
 ) -> tuple[grpc.Server, int]:
     """A started-not-yet server bound to ``address`` (port 0 picks a free one); returns the port.
 
     Port reuse is off unless asked for (only the workers of one ``serve`` share a port): a second
     process on the port is a start-up error, not half the connections under another profile.
     Beyond ``max_concurrent_rpcs`` calls in flight the server sheds with RESOURCE_EXHAUSTED.
+    ``pool`` (default: ``workers`` threads) runs the calls; see service/pool.py.
     """
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
+        pool or Pool(workers, workers),  # type: ignore[arg-type]  # any Executor: the stubs say ThreadPoolExecutor
         options=(*SERVER_OPTIONS, ("grpc.so_reuseport", int(reuse_port))),
         maximum_concurrent_rpcs=max_concurrent_rpcs,
     )

@@ -29,6 +29,7 @@ from service.check.validation import CheckedLine, Codes, checked_lines, status_q
 from service.convert import set_date, status_value
 from service.errors import abort
 from service.metrics import Metrics
+from service.pool import Lend, no_lending
 from service.rules.profile import Profile, rules_match
 from service.watch.stream import Watches
 
@@ -37,20 +38,21 @@ from service.watch.stream import Watches
 class CheckLimits:
     max_lines: int = 1000
     min_version_wait_s: float = 0.5
-    max_waiting: int = 64  # checks waiting for min_data_version at once (the server adds as many threads)
-    max_streams: int = 8  # CheckClaims streams open at once (the server adds as many threads)
+    max_waiting: int = 64  # checks waiting for min_data_version at once (each lends its thread's place)
+    max_streams: int = 8  # CheckClaims streams open at once (each lends its thread's place)
 
 
 class Waits:
     """Bounded waits for ``min_data_version`` that never take the threads everyone else is answered on.
 
-    At most ``limits.max_waiting`` checks wait at once (the server runs that many threads beyond its
-    workers); one more is answered STALE_DATA at once. A wait ends early when the follower proves
+    At most ``limits.max_waiting`` checks wait at once, each lending its thread's place to another
+    while it waits (service/pool.py); one more is answered STALE_DATA at once. A wait ends early when the follower proves
     the store has no such version, and never outlives the caller's deadline.
     """
 
-    def __init__(self, replica: Replica, limits: CheckLimits) -> None:
+    def __init__(self, replica: Replica, limits: CheckLimits, lend: Lend = no_lending) -> None:
         self.replica = replica
+        self.lend = lend
         self.limit = limits.min_version_wait_s
         self._slots = threading.BoundedSemaphore(limits.max_waiting)
         self._lock = threading.Lock()
@@ -61,6 +63,7 @@ class Waits:
             return False
         with self._lock:
             self.waiting += 1
+        release = self.lend()
         try:
             remaining = context.time_remaining()
             timeout = self.limit if remaining is None else max(0.0, min(self.limit, remaining - 0.005))
@@ -68,6 +71,7 @@ class Waits:
             context.add_callback(self.replica.wake)
             return self.replica.wait_for(version, timeout, gone=lambda: not context.is_active())
         finally:
+            release()
             with self._lock:
                 self.waiting -= 1
             self._slots.release()
@@ -84,6 +88,7 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         decision_log: DecisionLog | None = None,
         today: Callable[[], date],
         watches: Watches | None = None,
+        lend: Lend = no_lending,
     ) -> None:
         self.replica = replica
         self.profile = profile
@@ -93,7 +98,8 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         self.today = today
         self.codes = Codes.of(profile)
         self.watches = watches
-        self.waits = Waits(replica, limits)
+        self.waits = Waits(replica, limits, lend)
+        self.lend = lend
         self.streams = StreamSlots(limits.max_streams)
         self.recall = Recall()
         self._rules_checked: tuple[str, bool] | None = None  # (the data's rules fingerprint, whether it matches)
@@ -114,6 +120,8 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
     ) -> Iterator[bytes]:
         """One answer per request, in order, each yielded (and sent) before the next request is read."""
         leave = self.streams.enter(context)
+        release = self.lend()  # a stream holds its thread while it is open
+        context.add_callback(release)
         try:
             patience = Patience()
             for position, request in enumerate(requests):
@@ -122,6 +130,7 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
                     abort(context, InvalidRequest(at_position(position, answer.items)))
                 yield answer
         finally:
+            release()
             leave()
 
     def decide(

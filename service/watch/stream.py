@@ -21,6 +21,7 @@ from gatekeeper.v1 import eligibility_pb2
 from service.check.validation import Codes, check_code
 from service.convert import set_date, status_value
 from service.errors import abort
+from service.pool import Lend, no_lending
 from service.watch.feed import MAX_CODES, Behind, Change, Feed, Scope
 from service.watch.hub import WatchHub
 
@@ -57,8 +58,9 @@ def to_message(change: Change) -> eligibility_pb2.StatusChange:
 
 class Watches:
     def __init__(self, replica: Replica, hub: WatchHub, codes: Codes, today: Callable[[], date], *,
-                 max_watchers: int) -> None:  # fmt: skip
+                 max_watchers: int, lend: Lend = no_lending) -> None:  # fmt: skip
         self.replica = replica
+        self.lend = lend
         self.hub = hub
         self.codes = codes
         self.today = today
@@ -74,6 +76,8 @@ class Watches:
             context.abort(grpc.StatusCode.UNAVAILABLE, "The status data is not loaded yet; retry shortly.")
         if not self._slots.acquire(blocking=False):
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "Too many watchers on this server; retry later.")
+        release = self.lend()  # a watcher holds its thread while it is open
+        context.add_callback(release)
         try:
             feed = Feed(self.replica, self.hub, scope, self.today)
             for change in feed.run(request.after_data_version, context.is_active, context.add_callback):
@@ -81,4 +85,5 @@ class Watches:
         except Behind as behind:
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(behind))
         finally:
+            release()
             self._slots.release()
