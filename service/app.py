@@ -146,6 +146,7 @@ def _start(
     running.on_stop(follower.stop)
 
     metrics = Metrics(registry, multiprocess=inherited is not None)
+    running.on_stop(metrics.refresh)  # runs after the servers have stopped: the last calls' counts too
     metrics.profile.info({"policy_id": profile.policy_id, "name": profile.name})
     metrics.watch_replica(
         version=lambda: replica.state.version,

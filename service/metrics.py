@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from cache.replica import FollowerStats
 from domain.values import Decision, Reason
+from service.tally import Sink, TalliedHistogram, Tally
 
 # grpc_code label values as Go's codes.Code.String() spells them, so go-grpc-prometheus
 # dashboards and alert rules work unchanged.
@@ -79,6 +80,10 @@ class Metrics:
         self.registry = registry
         self.multiprocess = multiprocess
         self._refreshers: list[Callable[[], None]] = []
+        # Hot-path counts (service/tally.py), flushed by the first collector of the registry, so before
+        # any metric is read at a scrape.
+        self.tally = Tally()
+        registry.register(_FlushFirst(self.tally))
         self.started = Counter(
             "grpc_server_started_total", "RPCs started on the server.", _RPC_LABELS, registry=registry
         )
@@ -170,17 +175,25 @@ class Metrics:
             ("grpc_service", "grpc_method"),
             registry=registry,
         )
-        self._decision_children: dict[tuple[Decision, Reason], Any] = {}  # created on first use
+        self._decision_sinks: dict[tuple[Decision, Reason], Sink] = {}  # created on first use
 
     def count_decisions(self, pairs: Iterable[tuple[Decision, Reason]]) -> None:
-        tally: dict[tuple[Decision, Reason], int] = {}
+        row = self.tally.row()
+        sinks = self._decision_sinks
         for pair in pairs:
-            tally[pair] = tally.get(pair, 0) + 1
-        for pair, n in tally.items():
-            child = self._decision_children.get(pair)
-            if child is None:
-                child = self._decision_children[pair] = self.decisions.labels(pair[0].name, pair[1].name)
-            child.inc(n)
+            sink = sinks.get(pair)
+            if sink is None:
+                sink = sinks[pair] = self.decisions.labels(pair[0].name, pair[1].name).inc
+            row[sink] = row.get(sink, 0) + 1
+
+    def claim_lines_observer(self) -> Callable[[int], None]:
+        """``observe(lines)`` of gatekeeper_claim_lines through the tally."""
+        histogram, tally = TalliedHistogram(self.claim_lines), self.tally
+
+        def observe(lines: int) -> None:
+            histogram.observe(tally.row(), lines)
+
+        return observe
 
     def watch_replica(self, version: Callable[[], float], age: Callable[[], float], people: Callable[[], float],
                       ready: Callable[[], float]) -> None:  # fmt: skip
@@ -202,7 +215,11 @@ class Metrics:
             self.registry.register(_FollowerCollector(stats))
 
     def refresh(self) -> None:
-        """Write the figures that a single process reads at scrape time (multiprocess mode only)."""
+        """Write the figures that a single process reads at scrape time (multiprocess mode), and the
+        tally's counts (both modes: a scrape flushes it too)."""
+        self.tally.flush()
+        if not self.multiprocess:
+            return
         for gauge in (self.replica_version, self.replica_age, self.replica_people, self.replica_ready,
                       self.waiting_checks, self.watchers, self.bulk_streams, self.watch_lag):  # fmt: skip
             gauge.refresh()
@@ -211,6 +228,20 @@ class Metrics:
 
     def serve_http(self, port: int, addr: str = "0.0.0.0") -> Any:
         return start_http_server(port, addr=addr, registry=self.registry)
+
+
+class _FlushFirst(Collector):
+    """Registered first, so collected first: the tally's counts are in the metrics read after it."""
+
+    def __init__(self, tally: Tally) -> None:
+        self.tally = tally
+
+    def describe(self) -> Iterable[Metric]:
+        return ()
+
+    def collect(self) -> Iterable[Metric]:
+        self.tally.flush()
+        return ()
 
 
 class _FollowerCollector(Collector):
@@ -444,26 +475,33 @@ class RpcMetrics:
         return wrapped
 
     def _wrap(self, behavior: Callable[[Any, Any], Any], service: str, method: str) -> Callable[[Any, Any], Any]:
+        """A unary method. A call that succeeds is counted through the tally: one count stands for
+        started, received, sent and handled OK (they move together), plus its handling time."""
         m = self.metrics
         labels = ("unary", service, method)
         started, received, sent = m.started.labels(*labels), m.received.labels(*labels), m.sent.labels(*labels)
         handling = m.handling.labels(*labels)
         handled_ok = self._handled_child(service, method, grpc.StatusCode.OK)
+        timed, tally = TalliedHistogram(handling), m.tally
         clock = time.perf_counter
 
+        def succeeded(n: float) -> None:
+            for counter in (started, received, sent, handled_ok):
+                counter.inc(n)
+
         def wrapped(request: Any, context: Any) -> Any:
-            started.inc()
-            received.inc()
             begin = clock()
             try:
                 response = behavior(request, context)
             except BaseException:
+                started.inc()
+                received.inc()
                 handling.observe(clock() - begin)
                 self._handled_child(service, method, context.code() or grpc.StatusCode.UNKNOWN).inc()
                 raise
-            handling.observe(clock() - begin)
-            handled_ok.inc()
-            sent.inc()
+            row = tally.row()
+            row[succeeded] = row.get(succeeded, 0) + 1
+            timed.observe(row, clock() - begin)
             return response
 
         return wrapped

@@ -102,6 +102,7 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         self.lend = lend
         self.streams = StreamSlots(limits.max_streams)
         self.recall = Recall()
+        self._observe_lines = metrics.claim_lines_observer()
         self._rules_checked: tuple[str, bool] | None = None  # (the data's rules fingerprint, whether it matches)
         metrics.waiting_checks.set_function(lambda: self.waits.waiting)
         metrics.bulk_streams.set_function(lambda: self.streams.open)
@@ -148,7 +149,7 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         institution = request.institution_code
         entries, outcomes = self._answer(lines, institution, state, stale)
         response = response_bytes(request.claim_id, entries, state.version, self.profile.policy_id)
-        self.metrics.claim_lines.observe(len(lines))
+        self._observe_lines(len(lines))
         self.metrics.count_decisions((o.decision, o.reason) for o in outcomes)
         if self.decision_log.mode != "off":
             logged = [dataclasses.replace(line, line_id=line_id) for line_id, _key, line in lines]
