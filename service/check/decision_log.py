@@ -27,13 +27,16 @@ from service.check.decision import Line, Outcome
 log = logging.getLogger("gatekeeper.decisions")
 MAX_PENDING = 100_000
 
-_Record = tuple[str, str, Sequence[Line], Sequence[Outcome], int, str]
+# A logged line: (line id, anything, the line) as the check path holds it (service.check.validation.CheckedLine),
+# so that logging costs the check path no copy of its lines.
+Logged = tuple[str, object, Line]
+_Record = tuple[str, str, Sequence[Logged], Sequence[Outcome], int, str]
 
 
-def entry(line: Line, outcome: Outcome) -> dict[str, str]:
+def entry(line_id: str, line: Line, outcome: Outcome) -> dict[str, str]:
     """One line of a claim as logged: the decision, and everything needed to decide it again."""
     return {
-        "line_id": line.line_id,
+        "line_id": line_id,
         "service_date": line.service_date.isoformat(),
         "practitioner_code": outcome.practitioner_code,  # the person the reason is about
         "decision": outcome.decision.name,
@@ -75,7 +78,7 @@ class DecisionLog:
         self,
         claim_id: str,
         institution_code: str,
-        lines: Sequence[Line],
+        lines: Sequence[Logged],
         outcomes: Sequence[Outcome],
         data_version: int,
         policy_id: str,
@@ -119,7 +122,7 @@ class DecisionLog:
         self,
         claim_id: str,
         institution_code: str,
-        lines: Sequence[Line],
+        lines: Sequence[Logged],
         outcomes: Sequence[Outcome],
         data_version: int,
         policy_id: str,
@@ -134,6 +137,6 @@ class DecisionLog:
                 "lines": len(lines),
                 "data_version": data_version,
                 "policy_id": policy_id,
-                "decisions": [entry(ln, o) for ln, o in shown],
+                "decisions": [entry(line_id, line, o) for (line_id, _key, line), o in shown],
             },
         )

@@ -7,7 +7,6 @@ bulk stream ``CheckClaims`` (what the stream adds is in service/check/stream.py)
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -151,11 +150,7 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         response = response_bytes(request.claim_id, entries, state.version, self.profile.policy_id)
         self._observe_lines(len(lines))
         self.metrics.count_decisions((o.decision, o.reason) for o in outcomes)
-        if self.decision_log.mode != "off":
-            logged = [dataclasses.replace(line, line_id=line_id) for line_id, _key, line in lines]
-            self.decision_log.record(
-                request.claim_id, institution, logged, outcomes, state.version, self.profile.policy_id
-            )
+        self.decision_log.record(request.claim_id, institution, lines, outcomes, state.version, self.profile.policy_id)
         return response
 
     def _answer(
