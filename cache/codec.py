@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date
 from typing import Any, TypeVar
 
@@ -87,6 +87,46 @@ def decode_view(code: str, raw: str | bytes) -> PersonView:
         registrations={k: tuple(v) for k, v in by_institution.items()},
         reregistration_allowed_from=_shared_optional_day(data.get("b")),
     )
+
+
+# How ``encode_projection`` (sorted keys, no spaces) writes a projection without a re-registration date
+# ("b", first) and without a timeline ("t"): inside a string every quote is escaped, so these bytes
+# can only be the keys themselves. Any other spelling just takes the full decode.
+_NO_BAN = b'{"b":null,'
+_NO_TIMELINE = b'"t":[]'
+
+
+class LazyRegistrations(Mapping[str, tuple[RegistrationSpan, ...]]):
+    """A never-sanctioned person's registrations, decoded from the projection on first access."""
+
+    __slots__ = ("_decoded", "_raw")
+
+    def __init__(self, raw: bytes) -> None:
+        self._raw = raw
+        self._decoded: Mapping[str, tuple[RegistrationSpan, ...]] | None = None
+
+    def _spans(self) -> Mapping[str, tuple[RegistrationSpan, ...]]:
+        if self._decoded is None:  # two threads may both decode: the same answer either way
+            self._decoded = decode_view("", self._raw).registrations
+        return self._decoded
+
+    def __getitem__(self, institution: str) -> tuple[RegistrationSpan, ...]:
+        return self._spans()[institution]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._spans())
+
+    def __len__(self) -> int:
+        return len(self._spans())
+
+
+def skim_view(code: str, raw: bytes) -> PersonView:
+    """The person's view for a walk of everyone (e.g. a watch snapshot, which looks at the timelines):
+    for most people, whose projection has no timeline, no JSON is parsed until a registration is
+    asked for. Equal to ``decode_view``."""
+    if raw.startswith(_NO_BAN) and _NO_TIMELINE in raw:
+        return PersonView(code, (), (), LazyRegistrations(raw))
+    return decode_view(code, raw)
 
 
 def decode_projection(raw: str | bytes) -> Derivation:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cache.codec import decode_projection, decode_view, encode_projection
+from cache.codec import LazyRegistrations, decode_projection, decode_view, encode_projection, skim_view
 from cache.people import People, ViewCache
 from cache.replica import Replica
 from cache.store import Snapshot
@@ -89,6 +89,15 @@ def test_walking_everyone_reuses_cached_views_but_adds_none() -> None:
     assert list(people.values()) == [walked[code] for code in people]
 
 
+def test_a_walk_only_skims_the_never_sanctioned() -> None:
+    people = people_of({CODES[0]: NORMAL, CODES[1]: SUSPENDED})
+    walked = dict(people.items())
+    assert isinstance(walked[CODES[0]].registrations, LazyRegistrations)
+    assert not isinstance(walked[CODES[1]].registrations, LazyRegistrations)
+    assert walked[CODES[0]].registered_at(INSTITUTIONS[0], date(2025, 4, 1))
+    assert walked == {CODES[0]: eager(CODES[0], NORMAL), CODES[1]: eager(CODES[1], SUSPENDED)}
+
+
 def test_len_in_iteration_and_items_agree_with_the_raw_map() -> None:
     people = people_of({CODES[0]: NORMAL, CODES[1]: SUSPENDED})
     grown = people.changed([(CODES[2], NORMAL), (CODES[0], SUSPENDED)])
@@ -151,6 +160,14 @@ changes = st.lists(st.lists(st.tuples(st.sampled_from(CODES), projections), min_
 @given(projections)
 def test_the_one_pass_decoder_equals_the_eager_view(raw: bytes) -> None:
     assert decode_view(CODES[0], raw) == eager(CODES[0], raw)
+
+
+@settings(max_examples=200, deadline=None)
+@given(projections)
+def test_a_skimmed_view_equals_the_eager_view(raw: bytes) -> None:
+    skimmed = skim_view(CODES[0], raw)
+    assert skimmed == eager(CODES[0], raw)
+    assert dict(skimmed.registrations) == dict(eager(CODES[0], raw).registrations)
 
 
 @settings(max_examples=150, deadline=None)
