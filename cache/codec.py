@@ -1,16 +1,20 @@
 """JSON forms of ledgers and projections as stored in Redis. Dates are ISO strings.
 
-Projections are what the check path reads (cache/replica.py decodes them once per change);
-ledgers are the facts the policy engine derives projections from.
+Projections are what the check path reads (cache/people.py keeps them as the raw bytes and decodes a
+person's ``PersonView`` with ``decode_view`` on first lookup); ledgers are the facts the policy engine
+derives projections from.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date
 from typing import Any, TypeVar
 
+from domain.projection import PersonView
 from domain.values import (
     AuditEntry,
     Derivation,
@@ -51,6 +55,78 @@ def encode_projection(derivation: Derivation) -> str:
             "b": _iso(derivation.reregistration_allowed_from),
         }
     )
+
+
+# A population's dates are a few thousand distinct days: one shared date object each saves both the
+# parsing and the memory of every decoded view (lru_cache is thread-safe; dates are immutable).
+_shared_day = functools.lru_cache(maxsize=16384)(date.fromisoformat)
+
+
+def _shared_optional_day(value: str | None) -> date | None:
+    return None if value is None else _shared_day(value)
+
+
+def decode_view(code: str, raw: str | bytes) -> PersonView:
+    """``PersonView.of(code, decode_projection(raw))`` in one pass, for the check path's lazy decode.
+
+    Skips what a view does not hold (year totals); most people have an empty timeline and cost one
+    ``json.loads`` and their registrations. Institution codes are interned: a few per population."""
+    data = json.loads(raw)
+    by_institution: dict[str, list[RegistrationSpan]] = {}
+    for institution, since, until in data["r"]:
+        name = sys.intern(institution)
+        span = RegistrationSpan(name, _shared_day(since), _shared_optional_day(until))
+        by_institution.setdefault(name, []).append(span)
+    periods = tuple(
+        Period(Status(s), _shared_day(a), _shared_optional_day(b), c) for s, a, b, c in data["t"]
+    )  # fmt: skip
+    return PersonView(
+        code=code,
+        periods=periods,
+        starts=tuple(p.since for p in periods),
+        registrations={k: tuple(v) for k, v in by_institution.items()},
+        reregistration_allowed_from=_shared_optional_day(data.get("b")),
+    )
+
+
+# How ``encode_projection`` (sorted keys, no spaces) writes a projection without a re-registration date
+# ("b", first) and without a timeline ("t"): inside a string every quote is escaped, so these bytes
+# can only be the keys themselves. Any other spelling just takes the full decode.
+_NO_BAN = b'{"b":null,'
+_NO_TIMELINE = b'"t":[]'
+
+
+class LazyRegistrations(Mapping[str, tuple[RegistrationSpan, ...]]):
+    """A never-sanctioned person's registrations, decoded from the projection on first access."""
+
+    __slots__ = ("_decoded", "_raw")
+
+    def __init__(self, raw: bytes) -> None:
+        self._raw = raw
+        self._decoded: Mapping[str, tuple[RegistrationSpan, ...]] | None = None
+
+    def _spans(self) -> Mapping[str, tuple[RegistrationSpan, ...]]:
+        if self._decoded is None:  # two threads may both decode: the same answer either way
+            self._decoded = decode_view("", self._raw).registrations
+        return self._decoded
+
+    def __getitem__(self, institution: str) -> tuple[RegistrationSpan, ...]:
+        return self._spans()[institution]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._spans())
+
+    def __len__(self) -> int:
+        return len(self._spans())
+
+
+def skim_view(code: str, raw: bytes) -> PersonView:
+    """The person's view for a walk of everyone (e.g. a watch snapshot, which looks at the timelines):
+    for most people, whose projection has no timeline, no JSON is parsed until a registration is
+    asked for. Equal to ``decode_view``."""
+    if raw.startswith(_NO_BAN) and _NO_TIMELINE in raw:
+        return PersonView(code, (), (), LazyRegistrations(raw))
+    return decode_view(code, raw)
 
 
 def decode_projection(raw: str | bytes) -> Derivation:

@@ -4,6 +4,11 @@ A follower thread loads a snapshot, then applies the change feed version by vers
 check path only reads ``Replica.state`` (one attribute: an immutable version + persistent map),
 so a check never waits on Redis and never sees half a change. When Redis is slow or gone the
 state simply grows older; ``age_seconds`` says by how much and policy decides what that means.
+
+The people are held compactly (cache/people.py): each person's projection as the bytes Redis sent,
+decoded into a ``PersonView`` on first lookup into a bounded cache. Nothing is decoded at start, so a
+million people load in seconds and take a fraction of the memory an object graph per person took.
+A snapshot stays one HGETALL in one MULTI (cache/store.py ``Store.snapshot``: why, there).
 """
 
 from __future__ import annotations
@@ -17,9 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-import immutables
-
-from cache.codec import decode_projection
+from cache.codec import decode_view
+from cache.people import People
 from cache.store import Snapshot, StoreState, StreamEntry
 from domain.projection import PersonView
 
@@ -41,19 +45,19 @@ class ChangeFeed(Protocol):
 @dataclass(frozen=True, slots=True)
 class ReplicaState:
     version: int
-    people: immutables.Map[str, PersonView]
+    people: People  # code -> PersonView (a Mapping), decoded lazily
     policy_id: str = ""
     rules: str = ""  # fingerprint of the points rules the data was derived under ("" unknown)
     identity: str = ""  # the data identity the state came from ("" unknown: data older than identities)
     epoch: int = 0  # the store's load/recovery count when the state was taken
 
 
-EMPTY = ReplicaState(0, immutables.Map())
+EMPTY = ReplicaState(0, People())
 Listener = Callable[[int, "frozenset[str] | None"], None]
 
 
 def person_view(code: str, projection: bytes | str) -> PersonView:
-    return PersonView.of(code, decode_projection(projection))
+    return decode_view(code, projection)
 
 
 def doubt_about(held: ReplicaState, store: StoreState) -> str | None:
@@ -129,12 +133,12 @@ class Replica:
         self._synced_at = self._clock() if at is None else at
 
     def load(self, snapshot: Snapshot) -> None:
-        people = immutables.Map({code.decode(): person_view(code.decode(), p) for code, p in snapshot.people.items()})
-        # Hundreds of thousands of long-lived objects: without freezing them, every full collection
-        # walks them all and stops the process for half a second (measured with 100k people).
-        # Unfreeze first so that cycles left by the previous snapshot can still be collected.
+        # Collect what earlier states left before the new map exists (then the collection is short), and
+        # freeze after: the map's nodes are long-lived and a full collection need not walk them (nor
+        # touch their pages, which a supervisor's forked workers share copy-on-write).
         gc.unfreeze()
         gc.collect()
+        people = People.of_snapshot(snapshot.people)
         gc.freeze()
         state = ReplicaState(
             snapshot.version, people, snapshot.policy_id, snapshot.rules, snapshot.identity, snapshot.epoch
@@ -156,16 +160,12 @@ class Replica:
             state = self.state
             if version != state.version + 1 or fields.get(b"kind") != b"person":
                 return False
-            codes = []
-            with state.people.mutate() as people:
-                for key, value in fields.items():
-                    if key not in (b"v", b"kind"):
-                        code = key.decode()
-                        people[code] = person_view(code, value)
-                        codes.append(code)
-                updated = people.finish()
+            changed = [(key.decode(), value) for key, value in fields.items() if key not in (b"v", b"kind")]
+            for code, value in changed:  # decoded now: a bad entry fails before anything is published,
+                state.people.views.view(code, value)  # and the watchers' lookup of the changed finds it
+            updated = state.people.changed(changed)
             self._publish(dataclasses.replace(state, version=version, people=updated), entry_id)
-            self._tell(version, frozenset(codes))
+            self._tell(version, frozenset(code for code, _ in changed))
         return True
 
     def saw_store_version(self, version: int, read_at: float) -> None:
