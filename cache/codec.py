@@ -120,6 +120,11 @@ class LazyRegistrations(Mapping[str, tuple[RegistrationSpan, ...]]):
         return len(self._spans())
 
 
+def has_timeline(raw: bytes) -> bool:
+    """Whether a stored projection has any status period (False only when it surely has none)."""
+    return _NO_TIMELINE not in raw
+
+
 def skim_view(code: str, raw: bytes) -> PersonView:
     """The person's view for a walk of everyone (e.g. a watch snapshot, which looks at the timelines):
     for most people, whose projection has no timeline, no JSON is parsed until a registration is

@@ -131,7 +131,7 @@ class Feed:
 
     def _snapshot(self, state: ReplicaState, sub: Subscription) -> Iterator[Change]:
         today = self.today()
-        for code, view in state.people.items():
+        for code, view in state.people.sanctioned():  # the rest are normal every day: nothing to send
             if not view.periods or not self.scope.covers(code, view, today):
                 continue
             window = window_of(view, today)

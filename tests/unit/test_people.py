@@ -193,3 +193,10 @@ def test_lookups_through_the_lazy_map_equal_eager_decoding(
     for people, raw in zip(states, expected, strict=True):
         assert len(people) == len(raw)
         assert dict(people.items()) == {code: eager(code, value) for code, value in raw.items()}
+
+
+@given(st.lists(projections, min_size=1, max_size=len(CODES)))
+def test_the_sanctioned_are_everyone_with_a_status_period(raws: list[bytes]) -> None:
+    people = people_of(dict(zip(CODES, raws, strict=False)))
+    expected = [(code, view) for code, view in people.items() if view.periods]
+    assert list(people.sanctioned()) == expected
