@@ -475,8 +475,8 @@ class RpcMetrics:
         return wrapped
 
     def _wrap(self, behavior: Callable[[Any, Any], Any], service: str, method: str) -> Callable[[Any, Any], Any]:
-        """A unary method. A call that succeeds is counted through the tally: one count stands for
-        started, received, sent and handled OK (they move together), plus its handling time."""
+        """A unary method, counted through the tally: one count at the start for started and received,
+        one at a success for sent and handled OK, plus the handling time (failures count directly)."""
         m = self.metrics
         labels = ("unary", service, method)
         started, received, sent = m.started.labels(*labels), m.received.labels(*labels), m.sent.labels(*labels)
@@ -485,21 +485,24 @@ class RpcMetrics:
         timed, tally = TalliedHistogram(handling), m.tally
         clock = time.perf_counter
 
+        def began(n: float) -> None:
+            started.inc(n)
+            received.inc(n)
+
         def succeeded(n: float) -> None:
-            for counter in (started, received, sent, handled_ok):
-                counter.inc(n)
+            sent.inc(n)
+            handled_ok.inc(n)
 
         def wrapped(request: Any, context: Any) -> Any:
+            row = tally.row()
+            row[began] = row.get(began, 0) + 1
             begin = clock()
             try:
                 response = behavior(request, context)
             except BaseException:
-                started.inc()
-                received.inc()
                 handling.observe(clock() - begin)
                 self._handled_child(service, method, context.code() or grpc.StatusCode.UNKNOWN).inc()
                 raise
-            row = tally.row()
             row[succeeded] = row.get(succeeded, 0) + 1
             timed.observe(row, clock() - begin)
             return response

@@ -5,8 +5,7 @@ file): a 1-line check made seven of them. A ``Tally`` keeps a plain dict per thr
 its own thread writes a dict, so nothing is lost, and ``flush`` adds what accumulated since the
 last flush into the metrics. ``Metrics`` flushes before every scrape (its registry's first
 collector) and with a worker's periodic refresh, so a scrape is exact in one process and at most
-one refresh period old across workers. A call counts when it ends: a unary call still running at
-a scrape is not in ``grpc_server_started_total`` yet.
+one refresh period old across workers.
 
 A sink is any ``amount -> None`` (a counter child's ``inc``), created once and used as the key.
 """
