@@ -33,6 +33,7 @@ TERMINATED_SHARE = 0.01
 UNKNOWN_CODE = "D999999999999"  # never generated (indices stop at 999999 under D510105)
 DEFAULT_SEED = 7
 BIG_CLAIM_LINES = 200
+MEDIUM_CLAIM_LINES = 50
 
 NORMAL, SUSPENDED, TERMINATED = "normal", "suspended", "terminated"
 
@@ -228,6 +229,7 @@ class ClaimBuilder:
 class Claims:
     one_line: Claim  # a POS-style single line: a normal doctor at their hospital, ALLOW
     big: Claim  # a HIS claim of BIG_CLAIM_LINES lines at one hospital, mixed outcomes
+    medium: Claim  # the first MEDIUM_CLAIM_LINES lines of ``big``, as a claim of their own
     probe: Claim  # one line of every kind of outcome at a hospital, for the pre-flight correctness check
     probe_pos: Claim  # the same at a pharmacy (prescriber from elsewhere, dispenser registered there)
 
@@ -272,7 +274,16 @@ def build_claims(people: Sequence[Person], seed: int = DEFAULT_SEED, big_lines: 
     pos = ClaimBuilder("probe-pos", PHARMACIES[0], "PROBE-POS")
     pos.add(other_hospital_normal, service_day, dispenser=pharmacist)
     pos.add(suspended[0], service_day, dispenser=pharmacist)
-    return Claims(one, big.build(), probe.build(), pos.build())
+    built = big.build()
+    return Claims(one, built, first_lines(built, MEDIUM_CLAIM_LINES), probe.build(), pos.build())
+
+
+def first_lines(claim: Claim, count: int) -> Claim:
+    request = eligibility_pb2.CheckClaimRequest()
+    request.CopyFrom(claim.request)
+    request.claim_id = f"{claim.request.claim_id}-{count}"
+    del request.lines[count:]
+    return Claim(f"claim-{count}", request, claim.expected[:count])
 
 
 # --- CLI ----------------------------------------------------------------------------------------
@@ -283,6 +294,7 @@ class Files:
     people: pathlib.Path
     one_line: pathlib.Path
     big: pathlib.Path
+    medium: pathlib.Path
     expected: pathlib.Path
 
 
@@ -291,16 +303,21 @@ def write_all(out: pathlib.Path, count: int, seed: int = DEFAULT_SEED) -> tuple[
     people = generate_people(count, seed)
     claims = build_claims(people, seed)
     files = Files(
-        out / "people.jsonl", out / "claim-1.bin", out / f"claim-{claims.big.lines}.bin", out / "expected.json"
+        out / "people.jsonl",
+        out / "claim-1.bin",
+        out / f"claim-{claims.big.lines}.bin",
+        out / f"claim-{claims.medium.lines}.bin",
+        out / "expected.json",
     )
     write_dataset(people, files.people)
     files.one_line.write_bytes(claims.one_line.body())
     files.big.write_bytes(claims.big.body())
+    files.medium.write_bytes(claims.medium.body())
     files.expected.write_text(
         json.dumps(
             {
                 c.name: [list(e) for e in c.expected]
-                for c in (claims.one_line, claims.big, claims.probe, claims.probe_pos)
+                for c in (claims.one_line, claims.big, claims.medium, claims.probe, claims.probe_pos)
             },
             indent=1,
         )

@@ -73,7 +73,7 @@ from gatekeeper.v1 import eligibility_pb2, eligibility_pb2_grpc, enums_pb2, regi
 from loadtest import dataset
 from loadtest.bench import Children, Interrupted, child_env, gatekeeper_command, signals_ignored, signals_raise
 from service.check.decision import Line, decide_claim
-from service.check.servicer import _add_decision
+from service.check.encoding import decision_entry, outcome_fields, response_bytes
 from service.registry.idempotency import Doc, points_key, registration_key
 from service.rules.profile import load_profile
 
@@ -477,9 +477,11 @@ def replica_digest(client: redis.Redis, check_port: int, profile_name: str = PRO
                             day.day,
                         )
                     reply = stub.CheckClaim(request, timeout=60)
-                    expected = eligibility_pb2.CheckClaimResponse()
-                    for line, outcome in zip(lines, decide_claim(lines, institution, people, profile), strict=True):
-                        _add_decision(expected.decisions, line, outcome)
+                    outcomes = decide_claim(lines, institution, people, profile)
+                    entries = [
+                        decision_entry(x.line_id, outcome_fields(o)) for x, o in zip(lines, outcomes, strict=True)
+                    ]
+                    expected = eligibility_pb2.CheckClaimResponse.FromString(response_bytes("", entries, 0, ""))
                     digest.lines += len(lines)
                     digest.wrong_version += reply.data_version != version
                     for got, want in zip(reply.decisions, expected.decisions, strict=True):

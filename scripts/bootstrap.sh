@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install what the service and its tests need on a fresh Debian machine: redis-server and
-# prometheus (with promtool; Debian packages) and a virtualenv in .venv with the project and its
+# Install what the service and its tests need on a fresh Debian machine: redis-server,
+# prometheus (with promtool) and h2load (Debian packages) and a virtualenv in .venv with the project and its
 # dev tools. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,8 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 # The tests run a real Prometheus against a running gatekeeper, and promtool checks and unit-tests
 # deploy/prometheus/ rules.
 { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || need_apt+=(prometheus)
+# The benchmark (loadtest/bench.py, whose smoke run is a test) drives the server with h2load.
+command -v h2load >/dev/null 2>&1 || need_apt+=(nghttp2-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
