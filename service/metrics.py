@@ -177,14 +177,15 @@ class Metrics:
         )
         self._decision_sinks: dict[tuple[Decision, Reason], Sink] = {}  # created on first use
 
-    def count_decisions(self, pairs: Iterable[tuple[Decision, Reason]]) -> None:
+    def count_decisions(self, counts: Iterable[tuple[tuple[Decision, Reason], int]]) -> None:
+        """Count lines decided, given as ((decision, reason), lines) pairs (a pair may repeat)."""
         row = self.tally.row()
         sinks = self._decision_sinks
-        for pair in pairs:
+        for pair, n in counts:
             sink = sinks.get(pair)
             if sink is None:
                 sink = sinks[pair] = self.decisions.labels(pair[0].name, pair[1].name).inc
-            row[sink] = row.get(sink, 0) + 1
+            row[sink] = row.get(sink, 0) + n
 
     def claim_lines_observer(self) -> Callable[[int], None]:
         """``observe(lines)`` of gatekeeper_claim_lines through the tally."""

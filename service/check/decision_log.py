@@ -17,11 +17,11 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from pythonjsonlogger.json import JsonFormatter
 
-from domain.values import Reason
+from domain.values import CareType, Decision, Reason
 from service.check.decision import Line, Outcome
 
 log = logging.getLogger("gatekeeper.decisions")
@@ -33,17 +33,24 @@ Logged = tuple[str, object, Line]
 _Record = tuple[str, str, Sequence[Logged], Sequence[Outcome], int, str]
 
 
+# Enum names by member, one table per enum (an enum's ``.name`` is a slow property; IntEnum members of
+# different enums with equal values are equal, so one table for all would mix them up).
+_DECISION = {m: m.name for m in Decision}
+_REASON = {m: m.name for m in Reason}
+_CARE = {m: m.name for m in CareType}
+
+
 def entry(line_id: str, line: Line, outcome: Outcome) -> dict[str, str]:
     """One line of a claim as logged: the decision, and everything needed to decide it again."""
     return {
         "line_id": line_id,
         "service_date": line.service_date.isoformat(),
         "practitioner_code": outcome.practitioner_code,  # the person the reason is about
-        "decision": outcome.decision.name,
-        "reason": outcome.reason.name,
+        "decision": _DECISION[outcome.decision],
+        "reason": _REASON[outcome.reason],
         "line_practitioner_code": line.practitioner_code,
         "dispenser_code": line.dispenser_code,
-        "care_type": line.care_type.name,
+        "care_type": _CARE[line.care_type],
         "med_type": line.med_type,
     }
 
@@ -86,11 +93,15 @@ class DecisionLog:
         if self.mode == "off":
             return
         if self.mode == "rejects" and all(o.reason is Reason.ELIGIBLE for o in outcomes):
-            return
+            return  # (the check path asks ``wants`` first, so it need not list outcomes in vain)
         try:
             self._pending.put_nowait((claim_id, institution_code, lines, outcomes, data_version, policy_id))
         except queue.Full:
             self.dropped += 1
+
+    def wants(self, reasons: Iterable[Reason]) -> bool:
+        """Whether a claim whose lines have these reasons (each at least once) is logged."""
+        return self.mode == "all" or (self.mode == "rejects" and any(r is not Reason.ELIGIBLE for r in reasons))
 
     def flush(self, timeout: float = 5.0) -> None:
         """Wait until every record enqueued so far is written (tests, shutdown)."""
@@ -128,7 +139,8 @@ class DecisionLog:
         policy_id: str,
     ) -> None:
         pairs = zip(lines, outcomes, strict=True)
-        shown = [(ln, o) for ln, o in pairs if self.mode == "all" or o.reason is not Reason.ELIGIBLE]
+        eligible = Reason.ELIGIBLE
+        shown = list(pairs) if self.mode == "all" else [(ln, o) for ln, o in pairs if o.reason is not eligible]
         log.info(
             "claim decided",
             extra={

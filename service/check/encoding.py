@@ -18,6 +18,7 @@ from service.check.decision import Outcome
 # Wire tags: (field number << 3) | wire type (0 varint, 2 length-delimited).
 _LINE_ID, _DECISION, _REASON, _CODE, _STATUS, _SINCE, _UNTIL, _MESSAGE = 0x0A, 0x10, 0x18, 0x22, 0x28, 0x32, 0x3A, 0x42
 _CLAIM_ID, _DECISIONS, _DATA_VERSION, _POLICY_ID = b"\x0a", b"\x12", 0x18, 0x22
+_LINE_ID_TAG = bytes((_LINE_ID,))
 _YEAR, _MONTH, _DAY = 0x08, 0x10, 0x18
 
 
@@ -74,13 +75,19 @@ def outcome_fields(outcome: Outcome) -> bytes:
 
 def decision_entry(line_id: str, fields: bytes) -> bytes:
     """One ``decisions`` entry of a response: the line id, then the outcome's pre-encoded fields."""
+    return b"".join(entry_parts(line_id, fields))
+
+
+def entry_parts(line_id: str, fields: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes, bytes]:
+    """``decision_entry`` as the pieces to join: a response joins all its lines' pieces at once."""
     data = line_id.encode()
-    body_length = 1 + len(_length(len(data))) + len(data) + len(fields)
-    return b"".join((_DECISIONS, _length(body_length), bytes((_LINE_ID,)), _length(len(data)), data, fields))
+    size = _length(len(data))
+    return _DECISIONS, _length(1 + len(size) + len(data) + len(fields)), _LINE_ID_TAG, size, data, fields
 
 
 def response_bytes(claim_id: str, entries: Sequence[bytes], data_version: int, policy_id: str) -> bytes:
-    """A whole CheckClaimResponse: claim id, the decision entries in line order, version, policy."""
+    """A whole CheckClaimResponse: claim id, the decision entries (or their pieces) in line order,
+    version, policy."""
     claim = claim_id.encode()
     head = _CLAIM_ID + _length(len(claim)) + claim if claim else b""
-    return b"".join((head, *entries, _number(_DATA_VERSION, data_version), _text(_POLICY_ID, policy_id)))
+    return b"".join([head, *entries, _number(_DATA_VERSION, data_version), _text(_POLICY_ID, policy_id)])

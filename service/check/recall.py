@@ -29,7 +29,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # compared and hashed by identity: counted per claim
 class Decided:
     outcome: Outcome
     fields: bytes  # service.check.encoding.outcome_fields(outcome)

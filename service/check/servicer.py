@@ -8,7 +8,7 @@ bulk stream ``CheckClaims`` (what the stream adds is in service/check/stream.py)
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 
@@ -19,9 +19,9 @@ from domain.errors import InvalidRequest, StoreUnavailable
 from domain.values import Status
 from domain.violations import Violations
 from gatekeeper.v1 import eligibility_pb2, eligibility_pb2_grpc
-from service.check.decision import Outcome, decide_line
+from service.check.decision import decide_line
 from service.check.decision_log import DecisionLog
-from service.check.encoding import decision_entry, outcome_fields, response_bytes
+from service.check.encoding import entry_parts, outcome_fields, response_bytes
 from service.check.recall import Decided, Recall
 from service.check.stream import Patience, StreamSlots, at_position
 from service.check.validation import CheckedLine, Codes, checked_lines, status_query
@@ -146,32 +146,46 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
             return lines
         state, stale = self._state_for(request.min_data_version, context, patience)
         institution = request.institution_code
-        entries, outcomes = self._answer(lines, institution, state, stale)
-        response = response_bytes(request.claim_id, entries, state.version, self.profile.policy_id)
+        parts, decided = self._answer(lines, institution, state, stale)
+        response = response_bytes(request.claim_id, parts, state.version, self.profile.policy_id)
         self._observe_lines(len(lines))
-        self.metrics.count_decisions((o.decision, o.reason) for o in outcomes)
-        self.decision_log.record(request.claim_id, institution, lines, outcomes, state.version, self.profile.policy_id)
+        self._count(decided)
+        if self.decision_log.mode != "off":
+            outcomes = [d.outcome for d in decided]
+            self.decision_log.record(
+                request.claim_id, institution, lines, outcomes, state.version, self.profile.policy_id
+            )
         return response
 
     def _answer(
         self, lines: list[CheckedLine], institution: str, state: ReplicaState, stale: bool
-    ) -> tuple[list[bytes], list[Outcome]]:
-        """Each line's response entry and outcome, in order; a line decided before under this state
+    ) -> tuple[list[bytes], list[Decided]]:
+        """Each line's response pieces and decision, in order; a line decided before under this state
         is recalled, not decided again (service/check/recall.py)."""
         people, profile = state.people, self.profile
-        decided = self.recall.decided(state)
-        recalled = decided.entries.get
-        entries, outcomes = [], []
+        memory = self.recall.decided(state)
+        recalled = memory.entries.get
+        parts: list[bytes] = []
+        decided = []
         for line_id, key, line in lines:
             found = None if stale else recalled((institution, key))
             if found is None:
                 outcome = decide_line(line, institution, people, profile, stale=stale)
                 found = Decided(outcome, outcome_fields(outcome))
                 if not stale:
-                    decided.put((institution, key), found)
-            entries.append(decision_entry(line_id, found.fields))
-            outcomes.append(found.outcome)
-        return entries, outcomes
+                    memory.put((institution, key), found)
+            parts.extend(entry_parts(line_id, found.fields))
+            decided.append(found)
+        return parts, decided
+
+    def _count(self, decided: list[Decided]) -> Iterable[Decided]:
+        """Count decisions by (decision, reason); a claim repeats a few recalled decisions, so count
+        those. Returns the distinct ones."""
+        times: dict[Decided, int] = {}
+        for d in decided:
+            times[d] = times.get(d, 0) + 1
+        self.metrics.count_decisions(((d.outcome.decision, d.outcome.reason), n) for d, n in times.items())
+        return times.keys()
 
     def GetPractitionerStatus(
         self, request: eligibility_pb2.GetPractitionerStatusRequest, context: grpc.ServicerContext
