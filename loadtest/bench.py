@@ -96,6 +96,7 @@ class Options:
     quiet_wait: float
     keep: pathlib.Path | None
     json_out: pathlib.Path | None
+    decision_log: str = "off"
 
 
 QUICK = {
@@ -155,6 +156,12 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument(
         "--quiet-wait", type=float, help=f"seconds to wait for quiet cores before each run [{FULL['quiet_wait']}]"
     )
+    parser.add_argument(
+        "--decision-log",
+        choices=("off", "rejects", "all"),
+        default="off",
+        help="gatekeeper's decision log: off measures the check alone; rejects is the service's default [off]",
+    )
     parser.add_argument("--keep", type=pathlib.Path, help="keep dataset, bodies and server logs in this directory")
     parser.add_argument("--json", dest="json_out", type=pathlib.Path, help="also write every run as JSON here")
     args = parser.parse_args(argv)
@@ -178,6 +185,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         max_other=args.max_other,
         keep=args.keep,
         json_out=args.json_out,
+        decision_log=args.decision_log,
     )
 
 
@@ -593,7 +601,7 @@ class Bench:
             GATEKEEPER_PORT=str(port),
             GATEKEEPER_ADMIN_PORT="0",
             GATEKEEPER_METRICS_PORT="0",
-            GATEKEEPER_DECISION_LOG="off",
+            GATEKEEPER_DECISION_LOG=self.o.decision_log,
             GATEKEEPER_WORKERS=str(self.o.workers),
             GATEKEEPER_DATA_DIR=str(self.workdir / "data"),
         )
@@ -806,7 +814,7 @@ class Bench:
             f"medians of {o.repeat} repetition(s); server pinned to core {o.server_cpu}, h2load to core {o.load_cpu}; "
             f"-c {o.clients} -m {o.streams} (one at a time: -c 1 -m 1); {o.requests} / {o.big_requests} / "
             f"{o.latency_requests} requests per 1-line / {self.claims.big.lines if self.claims else 0}-line / "
-            f"one-at-a-time run; {o.people} people; {o.workers} worker threads"
+            f"one-at-a-time run; {o.people} people; {o.workers} worker threads; decision log {o.decision_log}"
         )
         print(self.table())
         other = max((r.core_other for r in self.runs), default=0.0)
