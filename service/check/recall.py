@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from domain.values import Decision, Reason
 from service.check.decision import Line, Outcome
 
 # (practitioner_code, dispenser_code, year, month, day, care_type, med_type), as the request carries them.
@@ -29,10 +30,26 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-@dataclass(frozen=True, slots=True, eq=False)  # compared and hashed by identity: counted per claim
+@dataclass(frozen=True, slots=True)
 class Decided:
     outcome: Outcome
     fields: bytes  # service.check.encoding.outcome_fields(outcome)
+    kind: int  # kind_of(outcome): a list index for counting decisions per claim
+
+    @classmethod
+    def of(cls, outcome: Outcome, fields: bytes) -> Decided:
+        return cls(outcome, fields, kind_of(outcome.decision, outcome.reason))
+
+
+KINDS = 64  # kind_of below is under this for every (Decision, Reason)
+
+
+def kind_of(decision: Decision, reason: Reason) -> int:
+    return int(decision) * 16 + int(reason)
+
+
+def pair_of(kind: int) -> tuple[Decision, Reason]:
+    return Decision(kind // 16), Reason(kind % 16)
 
 
 class Bounded(Generic[K, V]):

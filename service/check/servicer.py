@@ -8,7 +8,7 @@ bulk stream ``CheckClaims`` (what the stream adds is in service/check/stream.py)
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 
@@ -16,13 +16,13 @@ import grpc
 
 from cache.replica import Replica, ReplicaState
 from domain.errors import InvalidRequest, StoreUnavailable
-from domain.values import Status
+from domain.values import Decision, Reason, Status
 from domain.violations import Violations
 from gatekeeper.v1 import eligibility_pb2, eligibility_pb2_grpc
 from service.check.decision import decide_line
 from service.check.decision_log import DecisionLog
 from service.check.encoding import entry_parts, outcome_fields, response_bytes
-from service.check.recall import Decided, Recall
+from service.check.recall import KINDS, Decided, Recall, pair_of
 from service.check.stream import Patience, StreamSlots, at_position
 from service.check.validation import CheckedLine, Codes, checked_lines, status_query
 from service.convert import set_date, status_value
@@ -171,21 +171,22 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
             found = None if stale else recalled((institution, key))
             if found is None:
                 outcome = decide_line(line, institution, people, profile, stale=stale)
-                found = Decided(outcome, outcome_fields(outcome))
+                found = Decided.of(outcome, outcome_fields(outcome))
                 if not stale:
                     memory.put((institution, key), found)
             parts.extend(entry_parts(line_id, found.fields))
             decided.append(found)
         return parts, decided
 
-    def _count(self, decided: list[Decided]) -> Iterable[Decided]:
-        """Count decisions by (decision, reason); a claim repeats a few recalled decisions, so count
-        those. Returns the distinct ones."""
-        times: dict[Decided, int] = {}
+    def _count(self, decided: list[Decided]) -> list[tuple[Decision, Reason]]:
+        """Count the claim's decisions by (decision, reason), one list index per line; returns the
+        pairs that occur."""
+        times = [0] * KINDS
         for d in decided:
-            times[d] = times.get(d, 0) + 1
-        self.metrics.count_decisions(((d.outcome.decision, d.outcome.reason), n) for d, n in times.items())
-        return times.keys()
+            times[d.kind] += 1
+        counted = [(pair_of(kind), n) for kind, n in enumerate(times) if n]
+        self.metrics.count_decisions(counted)
+        return [pair for pair, _n in counted]
 
     def GetPractitionerStatus(
         self, request: eligibility_pb2.GetPractitionerStatusRequest, context: grpc.ServicerContext

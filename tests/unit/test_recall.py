@@ -18,11 +18,11 @@ from prometheus_client import CollectorRegistry
 from cache.codec import encode_projection
 from cache.replica import Replica
 from cache.store import Snapshot
-from domain.values import Derivation, Period, RegistrationSpan, Status
+from domain.values import Decision, Derivation, Period, Reason, RegistrationSpan, Status
 from domain.violations import Violations
 from gatekeeper.v1 import eligibility_pb2
 from service.check.decision import decide_claim
-from service.check.recall import Bounded, Recall
+from service.check.recall import KINDS, Bounded, Recall, kind_of, pair_of
 from service.check.servicer import EligibilityServicer
 from service.check.validation import Codes, check_claim
 from service.metrics import Metrics
@@ -129,3 +129,11 @@ def test_decisions_are_kept_per_state_and_an_older_state_never_fills_the_newer_m
     recall.decided(old).put(("H", ("D", "", 2025, 1, 2, 0, "")), "late")  # type: ignore[arg-type]
     assert newer.entries == {}
     assert recall.decided(new).entries == {}
+
+
+def test_every_decision_and_reason_has_its_own_kind() -> None:
+    pairs = [(d, r) for d in Decision for r in Reason]
+    kinds = {kind_of(d, r) for d, r in pairs}
+    assert len(kinds) == len(pairs)
+    assert all(0 <= k < KINDS for k in kinds)
+    assert all(pair_of(kind_of(d, r)) == (d, r) for d, r in pairs)
