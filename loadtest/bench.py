@@ -264,6 +264,21 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def load_dataset(children: Children, people: pathlib.Path, redis_url: str, *, timeout: float = 1800) -> str:
+    """``gatekeeper load`` of a dataset into a benchmark's private Redis (national profile); its summary."""
+    load = subprocess.run(
+        children.wrap([*gatekeeper_command(), "load", str(people)]),
+        env=child_env(GATEKEEPER_REDIS_URL=redis_url, GATEKEEPER_PROFILE="national"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if load.returncode != 0:
+        raise BenchError(f"gatekeeper load failed ({load.returncode}):\n{load.stdout}{load.stderr}")
+    return load.stdout.strip()
+
+
 def gatekeeper_command() -> list[str]:
     script = pathlib.Path(sys.executable).parent / "gatekeeper"
     return [str(script)] if script.exists() else [sys.executable, "-m", "service.cli.main"]
@@ -561,17 +576,8 @@ class Bench:
         self.redis_url = redis.url
         self._stop_redis = redis.stop
         t = time.monotonic()
-        load = subprocess.run(
-            self.children.wrap([*gatekeeper_command(), "load", str(files.people)]),
-            env=child_env(GATEKEEPER_REDIS_URL=redis.url, GATEKEEPER_PROFILE="national"),
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=min(900, self.remaining()),
-        )
-        if load.returncode != 0:
-            raise BenchError(f"gatekeeper load failed ({load.returncode}):\n{load.stdout}{load.stderr}")
-        print(f"bench: {load.stdout.strip()} [{time.monotonic() - t:.1f}s]", flush=True)
+        summary = load_dataset(self.children, files.people, redis.url, timeout=min(900, self.remaining()))
+        print(f"bench: {summary} [{time.monotonic() - t:.1f}s]", flush=True)
 
     def close(self) -> None:
         stop = getattr(self, "_stop_redis", None)

@@ -61,6 +61,7 @@ from loadtest.bench import (
     core_busy_seconds,
     cpu_seconds,
     gatekeeper_command,
+    load_dataset,
     machine_check,
     parse_h2load,
     run_guarded,
@@ -294,14 +295,8 @@ class Bulk:
         )
         with self.children.shimmed("redis-server", self.workdir / "bin"):
             self.redis = EmbeddedRedis(self.workdir / "redis", appendonly=False).start()
-        load = subprocess.run(
-            self.children.wrap([*gatekeeper_command(), "load", str(self.workdir / "people.jsonl")]),
-            env=child_env(GATEKEEPER_REDIS_URL=self.redis.url, GATEKEEPER_PROFILE="national"),
-            cwd=ROOT, capture_output=True, text=True, timeout=900,
-        )  # fmt: skip
-        if load.returncode != 0:
-            raise BenchError(f"gatekeeper load failed ({load.returncode}):\n{load.stdout}{load.stderr}")
-        print(f"bulk: {load.stdout.strip()}", flush=True)
+        summary = load_dataset(self.children, self.workdir / "people.jsonl", self.redis.url, timeout=900)
+        print(f"bulk: {summary}", flush=True)
 
     def start_server(self, kind: str, repetition: int) -> Server:
         port = free_port()

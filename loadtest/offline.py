@@ -67,6 +67,7 @@ from loadtest.bench import (
     _cpu_model,
     child_env,
     gatekeeper_command,
+    load_dataset,
     run_guarded,
     wait_serving,
 )
@@ -136,17 +137,8 @@ class Offline:
         began = time.monotonic()
         with self.children.shimmed("redis-server", self.workdir / "bin"):
             self.redis = EmbeddedRedis(self.workdir / "redis", appendonly=False).start()
-        load = subprocess.run(
-            self.children.wrap([*gatekeeper_command(), "load", str(files.people)]),
-            env=child_env(GATEKEEPER_REDIS_URL=self.redis.url, GATEKEEPER_PROFILE="national"),
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=self.remaining(),
-        )
-        if load.returncode != 0:
-            raise BenchError(f"gatekeeper load failed ({load.returncode}):\n{load.stdout}{load.stderr}")
-        self.step(f"gatekeeper load ({load.stdout.strip()})", began)
+        summary = load_dataset(self.children, files.people, self.redis.url, timeout=self.remaining())
+        self.step(f"gatekeeper load ({summary})", began)
         began = time.monotonic()
         version = Store(connect(self.redis.url)).version()
         log, withdrawn = self.write_log(people, version)

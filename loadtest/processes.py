@@ -79,14 +79,8 @@ class Run:
                                                             (self.claims.big, self.files.big))}  # fmt: skip
         with self.children.shimmed("redis-server", self.workdir / "bin"):
             self.redis = EmbeddedRedis(self.workdir / "redis", appendonly=False).start()
-        load = subprocess.run(
-            self.children.wrap([*bench.gatekeeper_command(), "load", str(self.files.people)]),
-            env=bench.child_env(GATEKEEPER_REDIS_URL=self.redis.url, GATEKEEPER_PROFILE="national"),
-            cwd=bench.ROOT, capture_output=True, text=True, timeout=1800, check=False,
-        )  # fmt: skip
-        if load.returncode != 0:
-            raise bench.BenchError(f"gatekeeper load failed:\n{load.stdout}{load.stderr}")
-        print(f"processes: {load.stdout.strip()} [{time.monotonic() - t:.0f}s]", flush=True)
+        summary = bench.load_dataset(self.children, self.files.people, self.redis.url, timeout=1800)
+        print(f"processes: {summary} [{time.monotonic() - t:.0f}s]", flush=True)
 
     def start(self, processes: int) -> tuple[bench.Server, int]:
         port, admin = free_port(), free_port()

@@ -37,7 +37,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from cache.embedded import EmbeddedRedis, free_port
 from gatekeeper.v1 import eligibility_pb2, eligibility_pb2_grpc, enums_pb2
 from loadtest import dataset
-from loadtest.bench import ROOT, BenchError, Children, child_env, gatekeeper_command, signals_ignored, signals_raise
+from loadtest.bench import (
+    BenchError,
+    Children,
+    child_env,
+    gatekeeper_command,
+    load_dataset,
+    signals_ignored,
+    signals_raise,
+)
 
 LINES_PER_CLAIM = 100
 # Put in the server by PYTHONPATH: records gc pauses and rewrites them to a file twice a second.
@@ -103,17 +111,8 @@ def ensure_dataset(workdir: pathlib.Path, people: int, seed: int) -> pathlib.Pat
 
 def load(children: Children, redis_url: str, path: pathlib.Path) -> None:
     t = time.monotonic()
-    done = subprocess.run(
-        children.wrap([*gatekeeper_command(), "load", str(path)]),
-        env=child_env(GATEKEEPER_REDIS_URL=redis_url, GATEKEEPER_PROFILE="national"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    if done.returncode != 0:
-        raise BenchError(f"gatekeeper load failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-    print(f"scale: {done.stdout.strip()} [{time.monotonic() - t:.1f}s]", flush=True)
+    summary = load_dataset(children, path, redis_url)
+    print(f"scale: {summary} [{time.monotonic() - t:.1f}s]", flush=True)
 
 
 def wait_serving(process: subprocess.Popen[bytes], port: int, timeout: float) -> None:

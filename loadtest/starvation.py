@@ -58,6 +58,7 @@ from loadtest.bench import (
     core_busy_seconds,
     cpu_seconds,
     gatekeeper_command,
+    load_dataset,
     parse_h2load,
     run_guarded,
     verify_gatekeeper,
@@ -217,17 +218,8 @@ class Starvation:
         bodies = {claims.one_line.name: files.one_line.read_bytes(), claims.big.name: files.big.read_bytes()}
         with self.children.shimmed("redis-server", self.workdir / "bin"):
             self.redis = EmbeddedRedis(self.workdir / "redis", appendonly=False).start()
-        load = subprocess.run(
-            self.children.wrap([*gatekeeper_command(), "load", str(files.people)]),
-            env=child_env(GATEKEEPER_REDIS_URL=self.redis.url, GATEKEEPER_PROFILE="national"),
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        if load.returncode != 0:
-            raise BenchError(f"gatekeeper load failed ({load.returncode}):\n{load.stdout}{load.stderr}")
-        print(f"starvation: {load.stdout.strip()}", flush=True)
+        summary = load_dataset(self.children, files.people, self.redis.url, timeout=900)
+        print(f"starvation: {summary}", flush=True)
         port = free_port()
         env = child_env(
             GATEKEEPER_REDIS_URL=self.redis.url,
