@@ -334,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     files, people, claims = write_all(args.out, args.people, args.seed)
     kinds = {k: sum(p.kind == k for p in people) for k in (NORMAL, SUSPENDED, TERMINATED)}
     print(f"{files.people}: {len(people)} people {kinds}")
-    for claim, path in ((claims.one_line, files.one_line), (claims.big, files.big)):
+    for claim, path in ((claims.one_line, files.one_line), (claims.medium, files.medium), (claims.big, files.big)):
         print(f"{path}: {claim.lines} line(s), {path.stat().st_size} bytes")
     return 0
 
