@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 
 from cache.replica import FollowerStats
 from domain.values import Decision, Reason
-from service.tally import Sink, TalliedHistogram, Tally
+from service.tally import Row, Sink, TalliedHistogram, Tally
 
 # grpc_code label values as Go's codes.Code.String() spells them, so go-grpc-prometheus
 # dashboards and alert rules work unchanged.
@@ -443,16 +443,18 @@ class RpcMetrics:
         started, received, sent = m.started.labels(*labels), m.received.labels(*labels), m.sent.labels(*labels)
         handling = m.handling.labels(*labels)
         clock = time.perf_counter
+        tally, got, put = m.tally, received.inc, sent.inc  # messages counted through the tally (one thread a stream)
 
-        def counted(requests: Iterator[Any]) -> Iterator[Any]:
+        def counted(requests: Iterator[Any], row: Row) -> Iterator[Any]:
             for request in requests:
-                received.inc()
+                row[got] = row.get(got, 0) + 1
                 yield request
 
         def wrapped(request: Any, context: Any) -> Iterator[Any]:
             started.inc()
+            row = tally.row()
             if client_streaming:
-                request = counted(request)
+                request = counted(request, row)
             else:
                 received.inc()
             begin = clock()
@@ -465,7 +467,7 @@ class RpcMetrics:
             code = grpc.StatusCode.OK
             try:
                 for message in behavior(request, context):
-                    sent.inc()
+                    row[put] = row.get(put, 0) + 1
                     yield message
             except BaseException:
                 code = _final_code(context)
