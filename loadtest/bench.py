@@ -264,6 +264,22 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def serve_env(redis_url: str, port: int, workdir: pathlib.Path, **extra: str) -> dict[str, str]:
+    """The environment of a benchmark's ``gatekeeper serve``: its Redis, the national profile, the check
+    port on loopback, no admin port, no metrics port, no decision log (``extra`` overrides any)."""
+    settings = {
+        "GATEKEEPER_REDIS_URL": redis_url,
+        "GATEKEEPER_PROFILE": "national",
+        "GATEKEEPER_HOST": "127.0.0.1",
+        "GATEKEEPER_PORT": str(port),
+        "GATEKEEPER_ADMIN_PORT": "0",
+        "GATEKEEPER_METRICS_PORT": "0",
+        "GATEKEEPER_DECISION_LOG": "off",
+        "GATEKEEPER_DATA_DIR": str(workdir / "data"),
+    }
+    return child_env(**{**settings, **extra})
+
+
 def load_dataset(children: Children, people: pathlib.Path, redis_url: str, *, timeout: float = 1800) -> str:
     """``gatekeeper load`` of a dataset into a benchmark's private Redis (national profile); its summary."""
     load = subprocess.run(
@@ -601,16 +617,12 @@ class Bench:
                 server.response_frames[name] = len(body)
             check_port_exclusive(server)
             return server
-        env = child_env(
-            GATEKEEPER_REDIS_URL=self.redis_url,
-            GATEKEEPER_PROFILE="national",
-            GATEKEEPER_HOST="127.0.0.1",
-            GATEKEEPER_PORT=str(port),
-            GATEKEEPER_ADMIN_PORT="0",
-            GATEKEEPER_METRICS_PORT="0",
+        env = serve_env(
+            self.redis_url,
+            port,
+            self.workdir,
             GATEKEEPER_DECISION_LOG=self.o.decision_log,
             GATEKEEPER_WORKERS=str(self.o.workers),
-            GATEKEEPER_DATA_DIR=str(self.workdir / "data"),
         )
         process = self.children.start([*pin, *gatekeeper_command(), "serve"], env=env, log=log)
         server = Server(kind, process, port, log)

@@ -65,6 +65,7 @@ from loadtest.bench import (
     machine_check,
     parse_h2load,
     run_guarded,
+    serve_env,
     wait_serving,
 )
 
@@ -312,17 +313,7 @@ class Bulk:
             server.response_frames["stream"] = self.bodies["stream"].stat().st_size
             return server
         assert self.redis is not None
-        env = child_env(
-            GATEKEEPER_REDIS_URL=self.redis.url,
-            GATEKEEPER_PROFILE="national",
-            GATEKEEPER_HOST="127.0.0.1",
-            GATEKEEPER_PORT=str(port),
-            GATEKEEPER_ADMIN_PORT="0",
-            GATEKEEPER_METRICS_PORT="0",
-            GATEKEEPER_DECISION_LOG="off",
-            GATEKEEPER_WORKERS=str(self.o.workers),
-            GATEKEEPER_DATA_DIR=str(self.workdir / "data"),
-        )
+        env = serve_env(self.redis.url, port, self.workdir, GATEKEEPER_WORKERS=str(self.o.workers))
         process = self.children.start([*pin, *gatekeeper_command(), "serve"], env=env, log=log)
         server = Server("gatekeeper", process, port, log)
         wait_serving(server)

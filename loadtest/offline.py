@@ -69,6 +69,7 @@ from loadtest.bench import (
     gatekeeper_command,
     load_dataset,
     run_guarded,
+    serve_env,
     wait_serving,
 )
 from service.check.decision import Line, Outcome
@@ -173,7 +174,7 @@ class Offline:
             while written < self.o.lines:
                 institution = rng.choice(homes)
                 claim_id = f"OFFLINE-{claims:07d}"
-                lines: list[Line] = []
+                lines: list[tuple[str, None, Line]] = []
                 outcomes: list[Outcome] = []
                 for n in range(min(self.o.claim_lines, self.o.lines - written)):
                     roll = rng.random()
@@ -191,7 +192,7 @@ class Offline:
                     care = rng.choice(("routine", "unspecified"))
                     decision, reason = dataset.expected_outcome(person, institution, care)
                     line = Line(str(n + 1), code, rng.choice(service_days), care_type=CareType[care.upper()])
-                    lines.append(line)
+                    lines.append((line.line_id, None, line))  # as the check path hands its lines to the log
                     outcomes.append(Outcome(Decision[decision[9:]], Reason[reason[7:]], code, None, ""))
                     if code in withdrawn_codes:
                         self.expected_payable.add((claim_id, line.line_id))
@@ -211,16 +212,7 @@ class Offline:
         """An upheld appeal for each: `gatekeeper serve` with the admin port, WithdrawPoints over gRPC."""
         assert self.redis is not None
         port, admin = free_port(), free_port()
-        env = child_env(
-            GATEKEEPER_REDIS_URL=self.redis.url,
-            GATEKEEPER_PROFILE="national",
-            GATEKEEPER_HOST="127.0.0.1",
-            GATEKEEPER_PORT=str(port),
-            GATEKEEPER_ADMIN_PORT=str(admin),
-            GATEKEEPER_METRICS_PORT="0",
-            GATEKEEPER_DECISION_LOG="off",
-            GATEKEEPER_DATA_DIR=str(self.workdir / "data"),
-        )
+        env = serve_env(self.redis.url, port, self.workdir, GATEKEEPER_ADMIN_PORT=str(admin))
         log = self.workdir / "gatekeeper.log"
         process = self.children.start([*gatekeeper_command(), "serve"], env=env, log=log)
         try:

@@ -40,9 +40,9 @@ from loadtest import dataset
 from loadtest.bench import (
     BenchError,
     Children,
-    child_env,
     gatekeeper_command,
     load_dataset,
+    serve_env,
     signals_ignored,
     signals_raise,
 )
@@ -184,17 +184,7 @@ def one_run(children: Children, workdir: pathlib.Path, redis_url: str, n: int, a
     gc_file = workdir / f"gc-{n}.json"
     gc_file.unlink(missing_ok=True)
     path = os.pathsep.join(p for p in (str(probe_dir), os.environ.get("PYTHONPATH", "")) if p)
-    env = child_env(
-        PYTHONPATH=path,
-        GK_SCALE_GC_FILE=str(gc_file),
-        GATEKEEPER_PROFILE="national",
-        GATEKEEPER_HOST="127.0.0.1",
-        GATEKEEPER_PORT=str(port),
-        GATEKEEPER_ADMIN_PORT="0",
-        GATEKEEPER_METRICS_PORT="0",
-        GATEKEEPER_DECISION_LOG="off",
-        GATEKEEPER_DATA_DIR=str(workdir / "data"),
-    )
+    env = serve_env(redis_url, port, workdir, PYTHONPATH=path, GK_SCALE_GC_FILE=str(gc_file))
     began = time.monotonic()
     process = children.start(
         [*gatekeeper_command(), "serve", "--redis-url", redis_url], env=env, log=workdir / f"serve-{n}.log"

@@ -54,13 +54,13 @@ from loadtest.bench import (
     Children,
     Server,
     check_port_exclusive,
-    child_env,
     core_busy_seconds,
     cpu_seconds,
     gatekeeper_command,
     load_dataset,
     parse_h2load,
     run_guarded,
+    serve_env,
     verify_gatekeeper,
     wait_serving,
 )
@@ -221,17 +221,7 @@ class Starvation:
         summary = load_dataset(self.children, files.people, self.redis.url, timeout=900)
         print(f"starvation: {summary}", flush=True)
         port = free_port()
-        env = child_env(
-            GATEKEEPER_REDIS_URL=self.redis.url,
-            GATEKEEPER_PROFILE="national",
-            GATEKEEPER_HOST="127.0.0.1",
-            GATEKEEPER_PORT=str(port),
-            GATEKEEPER_ADMIN_PORT="0",
-            GATEKEEPER_METRICS_PORT="0",
-            GATEKEEPER_DECISION_LOG="off",
-            GATEKEEPER_WORKERS=str(self.o.workers),
-            GATEKEEPER_DATA_DIR=str(self.workdir / "data"),
-        )
+        env = serve_env(self.redis.url, port, self.workdir, GATEKEEPER_WORKERS=str(self.o.workers))
         pin = ["taskset", "-c", str(self.o.server_cpu)]
         log = self.workdir / "gatekeeper.log"
         process = self.children.start([*pin, *gatekeeper_command(), "serve"], env=env, log=log)
