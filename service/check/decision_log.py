@@ -90,18 +90,29 @@ class DecisionLog:
         data_version: int,
         policy_id: str,
     ) -> None:
-        if self.mode == "off":
-            return
-        if self.mode == "rejects" and all(o.reason is Reason.ELIGIBLE for o in outcomes):
-            return  # (the check path asks ``wants`` first, so it need not list outcomes in vain)
+        """Log the claim if the mode ``wants`` it."""
+        if self.wants(o.reason for o in outcomes):
+            self.enqueue(claim_id, institution_code, lines, outcomes, data_version, policy_id)
+
+    def wants(self, reasons: Iterable[Reason]) -> bool:
+        """Whether a claim whose lines have these reasons (each at least once) is logged. The check path
+        asks with a claim's few distinct reasons, then ``enqueue``s, so it lists no outcomes in vain."""
+        return self.mode == "all" or (self.mode == "rejects" and any(r is not Reason.ELIGIBLE for r in reasons))
+
+    def enqueue(
+        self,
+        claim_id: str,
+        institution_code: str,
+        lines: Sequence[Logged],
+        outcomes: Sequence[Outcome],
+        data_version: int,
+        policy_id: str,
+    ) -> None:
+        """Hand a claim the caller knows is wanted to the writer (dropped and counted when it lags)."""
         try:
             self._pending.put_nowait((claim_id, institution_code, lines, outcomes, data_version, policy_id))
         except queue.Full:
             self.dropped += 1
-
-    def wants(self, reasons: Iterable[Reason]) -> bool:
-        """Whether a claim whose lines have these reasons (each at least once) is logged."""
-        return self.mode == "all" or (self.mode == "rejects" and any(r is not Reason.ELIGIBLE for r in reasons))
 
     def flush(self, timeout: float = 5.0) -> None:
         """Wait until every record enqueued so far is written (tests, shutdown)."""

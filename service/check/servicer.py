@@ -149,10 +149,10 @@ class EligibilityServicer(eligibility_pb2_grpc.EligibilityServiceServicer):
         parts, decided = self._answer(lines, institution, state, stale)
         response = response_bytes(request.claim_id, parts, state.version, self.profile.policy_id)
         self._observe_lines(len(lines))
-        self._count(decided)
-        if self.decision_log.mode != "off":
+        occurring = self._count(decided)
+        if self.decision_log.wants(reason for _decision, reason in occurring):
             outcomes = [d.outcome for d in decided]
-            self.decision_log.record(
+            self.decision_log.enqueue(
                 request.claim_id, institution, lines, outcomes, state.version, self.profile.policy_id
             )
         return response

@@ -22,6 +22,7 @@ from domain.values import Decision, Derivation, Period, Reason, RegistrationSpan
 from domain.violations import Violations
 from gatekeeper.v1 import eligibility_pb2
 from service.check.decision import decide_claim
+from service.check.decision_log import DecisionLog
 from service.check.recall import KINDS, Bounded, Recall, kind_of, pair_of
 from service.check.servicer import EligibilityServicer
 from service.check.validation import Codes, check_claim
@@ -137,3 +138,32 @@ def test_every_decision_and_reason_has_its_own_kind() -> None:
     assert len(kinds) == len(pairs)
     assert all(0 <= k < KINDS for k in kinds)
     assert all(pair_of(kind_of(d, r)) == (d, r) for d, r in pairs)
+
+
+class Logged(DecisionLog):
+    """A decision log that keeps what the check path hands it (no writer thread)."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__("off")
+        self.mode = mode
+        self.claims: list[list[str]] = []
+
+    def enqueue(self, claim_id: str, institution_code: str, lines, outcomes, data_version, policy_id) -> None:  # type: ignore[no-untyped-def,override]
+        self.claims.append([o.reason.name for o in outcomes])
+
+
+def test_the_decision_log_gets_the_claims_its_mode_wants_from_the_check_path() -> None:
+    replica = Replica()
+    projections = {CODES[0].encode(): encode_projection(derivation(0, HOSPITAL)).encode(),
+                   CODES[1].encode(): encode_projection(derivation(1, HOSPITAL)).encode()}  # fmt: skip
+    replica.load(Snapshot(1, projections, b"1-0", PROFILE.policy_id, PROFILE.rules_fingerprint))
+    eligible = request_of(HOSPITAL, [(CODES[0], "", DAYS[1], 1, "")])
+    mixed = request_of(HOSPITAL, [(CODES[0], "", DAYS[1], 1, ""), (CODES[1], "", DAYS[1], 1, "")])
+    for mode, expected in (("rejects", [["ELIGIBLE", "SUSPENDED"]]),
+                           ("all", [["ELIGIBLE"], ["ELIGIBLE", "SUSPENDED"]]), ("off", [])):  # fmt: skip
+        log = Logged(mode)
+        servicer = EligibilityServicer(replica, PROFILE, Metrics(CollectorRegistry()), decision_log=log,
+                                       today=lambda: date(2025, 4, 1))  # fmt: skip
+        for request in (eligible, mixed):
+            assert not isinstance(servicer.decide(request, Context()), Violations)  # type: ignore[arg-type]
+        assert log.claims == expected
