@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -278,6 +278,22 @@ def serve_env(redis_url: str, port: int, workdir: pathlib.Path, **extra: str) ->
         "GATEKEEPER_DATA_DIR": str(workdir / "data"),
     }
     return child_env(**{**settings, **extra})
+
+
+def markdown_table(rows: Sequence[Sequence[str]], left: Collection[int] | None = None) -> str:
+    """A Markdown table of text cells, the first row its header; columns in ``left`` (default: all) flush
+    left, the others (figures) flush right."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+
+    def line(row: Sequence[str]) -> str:
+        cells = (
+            c.ljust(w) if left is None or i in left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        return "| " + " | ".join(cells) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(rows[0]), rule, *(line(row) for row in rows[1:])])
 
 
 def load_dataset(children: Children, people: pathlib.Path, redis_url: str, *, timeout: float = 1800) -> str:
@@ -814,16 +830,7 @@ class Bench:
                     target,
                 )
             )
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        lines = []
-        for n, row in enumerate(rows):
-            cells = [
-                c.ljust(w) if i in (0, 8) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            ]
-            lines.append("| " + " | ".join(cells) + " |")
-            if n == 0:
-                lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-        return "\n".join(lines)
+        return markdown_table(rows, left=(0, 8))
 
     def report(self, argv: Sequence[str]) -> None:
         o = self.o

@@ -63,6 +63,7 @@ from loadtest.bench import (
     gatekeeper_command,
     load_dataset,
     machine_check,
+    markdown_table,
     parse_h2load,
     run_guarded,
     serve_env,
@@ -426,16 +427,7 @@ class Bulk:
                     target,
                 )
             )
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        out = []
-        for n, row in enumerate(rows):
-            cells = [
-                c.ljust(w) if i in (0, 1, 7) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            ]
-            out.append("| " + " | ".join(cells) + " |")
-            if n == 0:
-                out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-        return "\n".join(out)
+        return markdown_table(rows, left=(0, 1, 7))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

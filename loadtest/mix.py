@@ -36,7 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cache.embedded import EmbeddedRedis, free_port
 from loadtest import dataset, scale
-from loadtest.bench import BenchError, Children, child_env, gatekeeper_command, run_guarded
+from loadtest.bench import BenchError, Children, child_env, gatekeeper_command, markdown_table, run_guarded
 
 LOAD_CPU = 1
 CLOCK_STARTED = "Run time limit set to"  # locust's log line as the headless run's timer starts
@@ -99,14 +99,8 @@ def decisions(metrics_port: int) -> dict[tuple[str, str], float]:
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]], left: int = 1) -> str:
-    """Text columns: the first ``left`` flush left, the rest (figures) flush right."""
-    cells = [[str(c) for c in row] for row in [header, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = [
-        " | ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
-        for row in cells
-    ]
-    return "\n".join([lines[0], "-+-".join("-" * w for w in widths), *lines[1:]])
+    """The first ``left`` columns flush left, the rest (figures) flush right."""
+    return markdown_table([list(header), *([str(c) for c in row] for row in rows)], left=range(left))
 
 
 def report(stats_csv: pathlib.Path, delta: dict[tuple[str, str], float], cpu: float, wall: float, pid: int) -> None:

@@ -68,6 +68,7 @@ from loadtest.bench import (
     child_env,
     gatekeeper_command,
     load_dataset,
+    markdown_table,
     run_guarded,
     serve_env,
     wait_serving,
@@ -365,13 +366,7 @@ class Offline:
                     check,
                 )
             )
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        out = []
-        for n, row in enumerate(rows):
-            out.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
-            if n == 0:
-                out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-        return "\n".join(out)
+        return markdown_table(rows)
 
     def close(self) -> None:
         if self.redis is not None:

@@ -42,6 +42,7 @@ from loadtest.bench import (
     Children,
     gatekeeper_command,
     load_dataset,
+    markdown_table,
     serve_env,
     signals_ignored,
     signals_raise,
@@ -219,9 +220,7 @@ def table(runs: list[Run], people: int, sample: int) -> str:
     medians = [fmt.format(statistics.median(getattr(r, attr) for r in runs)) for _, attr, fmt in COLUMNS]
     rows.append(["median", *medians])
     header = [f"{people} people, sample {sample}", *(name for name, _, _ in COLUMNS)]
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = [" | ".join(str(cell).rjust(w) for cell, w in zip(row, widths, strict=True)) for row in [header, *rows]]
-    return "\n".join(lines)
+    return markdown_table([header, *rows], left=(0,))
 
 
 def run(args: argparse.Namespace, workdir: pathlib.Path) -> list[Run]:

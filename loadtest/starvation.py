@@ -58,6 +58,7 @@ from loadtest.bench import (
     cpu_seconds,
     gatekeeper_command,
     load_dataset,
+    markdown_table,
     parse_h2load,
     run_guarded,
     serve_env,
@@ -335,13 +336,7 @@ class Starvation:
                     target,
                 )
             )
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        out = []
-        for n, row in enumerate(rows):
-            out.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
-            if n == 0:
-                out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-        return "\n".join(out)
+        return markdown_table(rows)
 
 
 def machine_check(options: Options) -> None:

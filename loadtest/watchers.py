@@ -73,6 +73,7 @@ from loadtest.bench import (
     check_port_exclusive,
     child_env,
     gatekeeper_command,
+    markdown_table,
     run_guarded,
     verify_gatekeeper,
     wait_serving,
@@ -429,7 +430,7 @@ class WatcherBench(Bench):
                     target,
                 )
             )
-        out.append(_markdown(rows))
+        out.append(markdown_table(rows))
         if self.visible_all:
             rows = [("write to visible", "n", "p50", "p99", "max")]
             for name, values in (
@@ -446,18 +447,8 @@ class WatcherBench(Bench):
                         f"{max(values) * 1000:.1f} ms",
                     )
                 )
-            out.append(_markdown(rows))
+            out.append(markdown_table(rows))
         return "\n\n".join(out)
-
-
-def _markdown(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for n, row in enumerate(rows):
-        lines.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
-        if n == 0:
-            lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
 
 
 def machine_line() -> str:
